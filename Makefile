@@ -1,0 +1,52 @@
+# seqrec: `make run` for the demo pipeline, `make test` for the whole suite. Both set up first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.seqrec-installed
+
+export SPARK_LOCAL_IP ?= 127.0.0.1
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export AIRFLOW_HOME ?= $(CURDIR)/.airflow
+export AIRFLOW__CORE__LOAD_EXAMPLES := False
+export PYSPARK_PYTHON := $(CURDIR)/$(PY)
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup run test check lint format bench-sequences clean
+
+## setup: create .venv, install the pinned packages and the Delta jars (idempotent, quick when done)
+setup: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml lib/seqrec/spark.py
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check uv
+	$(VENV)/bin/uv pip install -q --python $(PY) -r requirements.lock
+	$(VENV)/bin/uv pip install -q --python $(PY) --no-deps -e .
+	$(PY) -m seqrec.spark
+	@touch $@
+
+## run: the pipeline on the embedded synthetic data
+run: setup
+	$(PY) jobs/build_sequences.py --source synthetic --events 20000 --output output/demo --run-date 2026-11-28
+
+## check: lint, format check and type check
+check: setup
+	$(VENV)/bin/ruff check lib jobs tests benchmarks airflow_dags
+	$(VENV)/bin/ruff format --check lib jobs tests benchmarks airflow_dags
+	$(VENV)/bin/mypy lib
+
+format: setup
+	$(VENV)/bin/ruff check --fix lib jobs tests benchmarks airflow_dags
+	$(VENV)/bin/ruff format lib jobs tests benchmarks airflow_dags
+
+## test: check, then the whole test suite
+test: check
+	$(PY) -m pytest
+
+## bench-sequences: Spark vs DuckDB on 1 M and 10 M generated events (writes under bench_out/)
+bench-sequences: setup
+	$(PY) benchmarks/bench_sequences.py --events 1000000 10000000 --workdir bench_out/sequences
+
+clean:
+	rm -rf $(VENV) output bench_out .pytest_cache .mypy_cache .ruff_cache

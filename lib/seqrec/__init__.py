@@ -1,0 +1,3 @@
+"""seqrec: next-item, next-interest and purchase-intent prediction on Apache Spark."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,145 @@
+"""Every table's schema, its column names and the event-type values, in one place.
+
+A public transform ends with ``select(*SCHEMA.fieldNames())`` (or an explicit column list) so
+its output contract is visible in code. Column names are module constants so a rename is one
+edit and a typo is an import error rather than a runtime ``AnalysisException``.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import types as T
+
+# --- event types -------------------------------------------------------------------------------
+VIEW = "view"
+CLICK = "click"
+CART = "cart"
+FAV = "fav"
+PURCHASE = "purchase"
+RATING = "rating"
+SEARCH = "search"
+EVENT_TYPES: tuple[str, ...] = (VIEW, CLICK, CART, FAV, PURCHASE, RATING, SEARCH)
+
+# --- column names ------------------------------------------------------------------------------
+USER_ID = "user_id"
+ITEM_ID = "item_id"
+EVENT_TIME = "event_time"
+EVENT_TYPE = "event_type"
+SOURCE_SESSION_ID = "source_session_id"
+CATEGORY = "category"
+PRICE = "price"
+TEXT = "text"
+SOURCE_FILE = "source_file"
+SOURCE_ROW = "source_row"  # order of the row inside its file: the stable tie-breaker on time
+RAW = "raw"  # the original row as text, kept for quarantine
+PARSE_ERROR = "parse_error"  # set by an adapter when a field of the row could not be parsed
+REASON = "reason"
+RUN_DATE = "run_date"
+SESSION_IDX = "session_idx"
+ITEM_IDX = "item_idx"
+CATEGORY_IDX = "category_idx"
+EVENT_TYPE_IDX = "event_type_idx"
+TITLE = "title"
+BRAND = "brand"
+ATTRIBUTES = "attributes"
+
+# --- tables ------------------------------------------------------------------------------------
+# What every ingest adapter returns: canonical columns (null where the row could not be parsed)
+# plus lineage (source file, row order, the original row) and the adapter's parse verdict.
+RAW_EVENTS = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType()),
+        T.StructField(ITEM_ID, T.StringType()),
+        T.StructField(EVENT_TIME, T.TimestampType()),
+        T.StructField(EVENT_TYPE, T.StringType()),
+        T.StructField(SOURCE_SESSION_ID, T.StringType()),
+        T.StructField(CATEGORY, T.StringType()),
+        T.StructField(PRICE, T.DoubleType()),
+        T.StructField(TEXT, T.StringType()),
+        T.StructField(SOURCE_FILE, T.StringType(), nullable=False),
+        T.StructField(SOURCE_ROW, T.LongType(), nullable=False),
+        T.StructField(RAW, T.StringType()),
+        T.StructField(PARSE_ERROR, T.StringType()),
+    ]
+)
+
+# Clean canonical events: every row passed every check.
+EVENTS = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), nullable=False),
+        T.StructField(ITEM_ID, T.StringType(), nullable=False),
+        T.StructField(EVENT_TIME, T.TimestampType(), nullable=False),
+        T.StructField(EVENT_TYPE, T.StringType(), nullable=False),
+        T.StructField(SOURCE_SESSION_ID, T.StringType()),
+        T.StructField(CATEGORY, T.StringType()),
+        T.StructField(PRICE, T.DoubleType()),
+        T.StructField(TEXT, T.StringType()),
+        T.StructField(SOURCE_FILE, T.StringType(), nullable=False),
+        T.StructField(SOURCE_ROW, T.LongType(), nullable=False),
+    ]
+)
+
+# Rejected rows: the original content, where it came from and why it was rejected.
+QUARANTINE = T.StructType(
+    [
+        T.StructField(RAW, T.StringType()),
+        T.StructField(SOURCE_FILE, T.StringType(), nullable=False),
+        T.StructField(SOURCE_ROW, T.LongType(), nullable=False),
+        T.StructField(REASON, T.StringType(), nullable=False),
+        T.StructField(RUN_DATE, T.DateType(), nullable=False),
+    ]
+)
+
+# Clean events with their session index per user (0-based, chronological).
+SESSIONIZED = T.StructType([*EVENTS.fields, T.StructField(SESSION_IDX, T.IntegerType(), False)])
+
+# Item side information an adapter may supply (titles, brands, attribute paths).
+ITEM_META = T.StructType(
+    [
+        T.StructField(ITEM_ID, T.StringType(), nullable=False),
+        T.StructField(TITLE, T.StringType()),
+        T.StructField(BRAND, T.StringType()),
+        T.StructField(CATEGORY, T.StringType()),
+        T.StructField(PRICE, T.DoubleType()),
+        T.StructField(ATTRIBUTES, T.ArrayType(T.StringType())),
+    ]
+)
+
+# A vocabulary: a string key -> dense id (1-based; 0 is padding), with its count and first sight.
+VOCAB_KEY = "key"
+VOCAB_IDX = "idx"
+VOCAB_COUNT = "count"
+VOCAB_FIRST_RUN = "first_run_date"
+VOCAB = T.StructType(
+    [
+        T.StructField(VOCAB_KEY, T.StringType(), nullable=False),
+        T.StructField(VOCAB_IDX, T.IntegerType(), nullable=False),
+        T.StructField(VOCAB_COUNT, T.LongType(), nullable=False),
+        T.StructField(VOCAB_FIRST_RUN, T.DateType(), nullable=False),
+    ]
+)
+
+# Per-user sequences: chronological arrays, all the same length, plus split markers.
+#  - leave-one-out: the last event is test, the one before validation, the rest train
+#    (computed by position at read time from ``seq_len``; nothing to store).
+#  - global time cut-off: ``n_before_cutoff`` events happened strictly before the cut-off; the
+#    training prefix of every user is ``[:n_before_cutoff]`` so no event after the cut-off,
+#    of any user, reaches training.
+SEQ_ITEMS = "item_idx"
+SEQ_EVENT_TYPES = "event_type_idx"
+SEQ_CATEGORIES = "category_idx"
+SEQ_TIMES = "event_time"  # epoch seconds, long
+SEQ_SESSIONS = "session_idx"
+SEQ_LEN = "seq_len"
+N_BEFORE_CUTOFF = "n_before_cutoff"
+SEQUENCES = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), nullable=False),
+        T.StructField(SEQ_ITEMS, T.ArrayType(T.IntegerType(), False), nullable=False),
+        T.StructField(SEQ_EVENT_TYPES, T.ArrayType(T.IntegerType(), False), nullable=False),
+        T.StructField(SEQ_CATEGORIES, T.ArrayType(T.IntegerType(), False), nullable=False),
+        T.StructField(SEQ_TIMES, T.ArrayType(T.LongType(), False), nullable=False),
+        T.StructField(SEQ_SESSIONS, T.ArrayType(T.IntegerType(), False), nullable=False),
+        T.StructField(SEQ_LEN, T.IntegerType(), nullable=False),
+        T.StructField(N_BEFORE_CUTOFF, T.IntegerType(), nullable=False),
+    ]
+)
