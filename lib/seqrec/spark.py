@@ -1,16 +1,19 @@
 """The one SparkSession factory.
 
 Locally (``python jobs/...``) it starts ``local[*]`` with Delta Lake configured: the SQL
-extension, the Delta catalog and the Delta jars, which Spark's Ivy resolves from Maven Central on
-first use and caches (``~/.ivy2.5.2``). Under ``spark-submit`` the JVM already exists with the
-user's ``--master``, ``--packages`` and ``--conf``: then nothing is forced, and the Delta
+extension, the Delta catalog and the Delta jars, which are downloaded from Maven Central on
+first use and cached in ``~/.cache/seqrec/jars``. Under ``spark-submit`` the JVM already exists
+with the user's ``--master``, ``--packages`` and ``--conf``: then nothing is forced, and the Delta
 settings are only filled in where the user left them unset.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
+import urllib.request
+from pathlib import Path
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -20,7 +23,51 @@ DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
 # The Python package is delta-spark 4.4.1, but Maven Central serves the Spark 4.2 build of the
 # jars only up to 4.4.0 (4.4.1 answers 404), so `configure_spark_with_delta_pip`, which asks for
 # the pip version, cannot resolve. 4.4.0 jars speak the same protocol to the 4.4.1 Python API.
-DELTA_PACKAGES = "io.delta:delta-spark_4.2_2.13:4.4.0"
+DELTA_VERSION = "4.4.0"
+# Only these two jars: Ivy's transitive resolution would also put older copies of Hadoop,
+# Parquet and Jackson (which Spark already ships) on the classpath.
+DELTA_JARS = (
+    ("io.delta", "delta-spark_4.2_2.13", DELTA_VERSION),
+    ("io.delta", "delta-storage", DELTA_VERSION),
+)
+MAVEN_REPO = os.environ.get("SEQREC_MAVEN_REPO", "https://repo.maven.apache.org/maven2")
+JARS_DIR = Path(os.environ.get("SEQREC_JARS_DIR", Path.home() / ".cache" / "seqrec" / "jars"))
+
+
+def ensure_delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
+    """Return the local Delta jars, downloading them from Maven Central on first use.
+
+    Each download is checked against the repository's SHA-1 and moved into place only when
+    complete, so an interrupted first run never leaves a broken cache behind.
+    """
+    jars_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for group, artifact, version in DELTA_JARS:
+        name = f"{artifact}-{version}.jar"
+        target = jars_dir / name
+        if not target.exists():
+            url = f"{MAVEN_REPO}/{group.replace('.', '/')}/{artifact}/{version}/{name}"
+            print(f"[seqrec] downloading {url}", file=sys.stderr)
+            try:
+                with urllib.request.urlopen(url, timeout=120) as response:
+                    payload = response.read()
+                with urllib.request.urlopen(url + ".sha1", timeout=60) as response:
+                    expected = response.read().decode().split()[0].strip()
+            except OSError as error:
+                raise RuntimeError(
+                    f"Could not download the Delta Lake jar {name} from {MAVEN_REPO} ({error}). "
+                    "Check network access to Maven Central, set SEQREC_MAVEN_REPO to a mirror, "
+                    f"or place the jar in {jars_dir} yourself."
+                ) from error
+            actual = hashlib.sha1(payload).hexdigest()
+            if actual != expected:
+                raise RuntimeError(f"{url}: SHA-1 {actual} does not match published {expected}")
+            partial = target.with_suffix(".part")
+            partial.write_bytes(payload)
+            partial.replace(target)
+        paths.append(target)
+    return paths
+
 
 # Settings for a local session only; a cluster's own defaults are left alone.
 _LOCAL_DEFAULTS = {
@@ -71,7 +118,7 @@ def get_spark(
     for key, value in {**_LOCAL_DEFAULTS, **wanted, **(conf or {})}.items():
         builder = builder.config(key, value)
     if delta:
-        builder = builder.config("spark.jars.packages", DELTA_PACKAGES)
+        builder = builder.config("spark.jars", ",".join(str(p) for p in ensure_delta_jars()))
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("SEQREC_SPARK_LOG_LEVEL", "ERROR"))
     return session
@@ -80,5 +127,5 @@ def get_spark(
 if __name__ == "__main__":
     # `python -m seqrec.spark` resolves and caches the Delta jars once (used by `make setup`).
     spark = get_spark("seqrec-warmup", master="local[1]")
-    print(f"Spark {spark.version} with Delta ready; jars: {spark.conf.get('spark.jars.packages')}")
+    print(f"Spark {spark.version} with Delta ready; jars: {spark.conf.get('spark.jars')}")
     spark.stop()

@@ -1,0 +1,1 @@
+"""Everything that reads or writes tables, files and the model registry."""
