@@ -66,10 +66,16 @@ def read_json(spark: SparkSession, path: str) -> dict[str, Any]:
     return dict(json.loads(read_text(spark, path)))
 
 
-def write_parquet(df: DataFrame, path: str, files: int | None = None) -> None:
-    """Overwrite ``path`` with ``df``; ``files`` sets the number of output shards."""
+def write_parquet(
+    df: DataFrame, path: str, files: int | None = None, max_rows_per_file: int = 0
+) -> None:
+    """Overwrite ``path`` with ``df``.
+
+    ``files`` sets the number of output shards; ``max_rows_per_file`` caps rows per shard (0 =
+    no cap), so a training job can stream the shards in pieces of bounded size.
+    """
     out = df.repartition(files) if files else df
-    out.write.mode("overwrite").parquet(path)
+    out.write.mode("overwrite").option("maxRecordsPerFile", max_rows_per_file).parquet(path)
 
 
 def read_parquet(spark: SparkSession, path: str) -> DataFrame:
