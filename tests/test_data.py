@@ -80,7 +80,7 @@ def test_time_split_training_never_sees_events_after_cutoff(tmp_path: Path) -> N
     stream = data.TrainStream(str(tmp_path / "seq"), protocol="time", max_len=4, batch_size=2)
     trained = set()
     for batch in stream.epoch(0):
-        trained |= set(batch[schemas.SEQ_ITEMS].ravel()) | set(batch["target_item"].ravel())
+        trained |= set(batch[schemas.SEQ_ITEMS].ravel())
     assert trained - {0} == {10 * k + d for k in range(7) for d in (1, 2)}
     (valid,) = data.eval_batches(str(tmp_path / "seq"), "valid", protocol="time")
     np.testing.assert_array_equal(valid["target"], [10 * k + 3 for k in range(7)])
@@ -88,13 +88,13 @@ def test_time_split_training_never_sees_events_after_cutoff(tmp_path: Path) -> N
     np.testing.assert_array_equal(test["target"], [100 + k for k in range(7)])
 
 
-def test_train_batches_shift_targets_and_pad_left(tmp_path: Path) -> None:
+def test_train_batches_hold_the_prefix_left_padded(tmp_path: Path) -> None:
     _write_sequences(tmp_path / "seq", [("a", [4, 5, 6, 7, 8, 9], list(range(6)), 6)] * 2)
     stream = data.TrainStream(str(tmp_path / "seq"), max_len=5, batch_size=1, shuffle_buffer=1)
     batch = next(stream.epoch(0))
-    # loo: train on [4,5,6,7]; inputs [4,5,6], next-item targets [5,6,7], left-padded to 5.
-    np.testing.assert_array_equal(batch[schemas.SEQ_ITEMS], [[0, 0, 4, 5, 6]])
-    np.testing.assert_array_equal(batch["target_item"], [[0, 0, 5, 6, 7]])
+    # loo: the training prefix is [4,5,6,7], left-padded to max_len + 1 = 6 columns.
+    np.testing.assert_array_equal(batch[schemas.SEQ_ITEMS], [[0, 0, 4, 5, 6, 7]])
+    np.testing.assert_array_equal(batch["time_gap"], [[0, 0, 0, 1, 1, 1]])
 
 
 def test_every_rank_gets_the_same_number_of_batches(tmp_path: Path) -> None:

@@ -17,8 +17,10 @@ Protocols (``DESIGN.md``):
 
 Batches are dicts of int64 numpy arrays, left-padded with 0 (the newest event is always at the
 last position): ``item_idx``, ``event_type_idx``, ``category_idx``, ``time_gap`` (seconds since
-the previous event, 0 at the first), and for training ``target_item`` (the next item at every
-position, 0 where there is none); for evaluation ``target`` (one item per row).
+the previous event, 0 at the first). Training rows hold up to ``max_len + 1`` events of a
+user's training prefix, unshifted: the model's masking strategy turns them into (input, target)
+pairs (next item at every position, or masked items). Evaluation rows hold the newest
+``max_len`` events of the history, plus ``target`` (one item per row) and ``seen``.
 """
 
 from __future__ import annotations
@@ -127,7 +129,7 @@ def _left_pad(rows: list[np.ndarray], length: int) -> np.ndarray:
 
 @dataclass
 class TrainStream:
-    """Training batches for one rank: next-item targets at every position of each prefix."""
+    """Training batches for one rank: the newest ``max_len + 1`` events of each training prefix."""
 
     path: str
     protocol: str = "loo"
@@ -157,10 +159,7 @@ class TrainStream:
                 window = slice(max(train_len - 1 - self.max_len, 0), train_len)
                 example = {name: arrays[name][i][window] for name in CHANNELS}
                 example["time_gap"] = _gaps(arrays[schemas.SEQ_TIMES][i])[window]
-                yield {
-                    **{k: v[:-1] for k, v in example.items()},
-                    "target_item": example[schemas.SEQ_ITEMS][1:],
-                }
+                yield example
 
     def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
         """Exactly ``steps_per_epoch`` batches, shuffled through a buffer, seeded per epoch."""
@@ -175,7 +174,7 @@ class TrainStream:
                 if len(buffer) >= self.shuffle_buffer:
                     rng.shuffle(buffer)  # type: ignore[arg-type]
                     while len(buffer) >= self.batch_size and produced < self.steps_per_epoch:
-                        yield collate(buffer[-self.batch_size :], self.max_len)
+                        yield collate(buffer[-self.batch_size :], self.max_len + 1)
                         del buffer[-self.batch_size :]
                         produced += 1
                 if produced >= self.steps_per_epoch:
@@ -184,7 +183,7 @@ class TrainStream:
                 raise ValueError(f"rank {self.rank}: no training examples in {self.path}")
             rng.shuffle(buffer)  # type: ignore[arg-type]
             while len(buffer) >= self.batch_size and produced < self.steps_per_epoch:
-                yield collate(buffer[-self.batch_size :], self.max_len)
+                yield collate(buffer[-self.batch_size :], self.max_len + 1)
                 del buffer[-self.batch_size :]
                 produced += 1
         # Leftovers (fewer than a batch) roll into the next epoch's reading: nothing to do here.
