@@ -1,0 +1,209 @@
+"""A trained model on disk: safetensors weights, a JSON config and the vocabularies.
+
+The folder is what the MLflow pyfunc flavour stores as ``data_path`` (see
+:mod:`seqrec.io.registry`); :func:`_load_pyfunc` is the flavour's loader. Nothing is pickled:
+loading reads tensors and JSON and builds the module from the installed ``seqrec`` code, so
+loading a model never executes code that came with the model.
+
+Layout::
+
+    config.json          {"model": "sasrec", "config": {...}, "vocab_fingerprint": "..."}
+    weights.safetensors  the state dict (parameters and buffers such as item attribute bags)
+    vocab/<name>.parquet key -> idx for item, category, event_type
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+from safetensors.torch import load_file, save_file
+
+from seqrec import schemas
+from seqrec.models import MODELS, SequentialRecommender
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.safetensors"
+VOCAB_DIR = "vocab"
+FORMAT_VERSION = 1
+
+
+def vocab_fingerprint(item_vocab: pa.Table) -> str:
+    """A digest of the item vocabulary (key -> idx): models and sequences must agree on it."""
+    order = pa.compute.sort_indices(item_vocab, sort_keys=[(schemas.VOCAB_IDX, "ascending")])
+    table = item_vocab.take(order)
+    digest = hashlib.sha256()
+    for key, idx in zip(
+        table.column(schemas.VOCAB_KEY).to_pylist(),
+        table.column(schemas.VOCAB_IDX).to_pylist(),
+        strict=True,
+    ):
+        digest.update(f"{idx}\t{key}\n".encode())
+    return digest.hexdigest()
+
+
+def save_model(
+    model: SequentialRecommender,
+    model_name: str,
+    path: str | Path,
+    vocabs: dict[str, pa.Table],
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model`` and its vocabularies (each a key/idx table) to ``path``."""
+    if "item" not in vocabs:
+        raise ValueError("the item vocabulary is required to map scores back to item ids")
+    out = Path(path)
+    (out / VOCAB_DIR).mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    save_file(state, str(out / WEIGHTS_FILE))
+    for name, table in vocabs.items():
+        pq.write_table(
+            table.select([schemas.VOCAB_KEY, schemas.VOCAB_IDX]),
+            out / VOCAB_DIR / f"{name}.parquet",
+        )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model": model_name,
+        "config": dataclasses.asdict(model.config),
+        "vocab_fingerprint": vocab_fingerprint(vocabs["item"]),
+        **(extra or {}),
+    }
+    (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    return out
+
+
+class Recommender:
+    """A loaded model with the vocabularies it was trained on."""
+
+    def __init__(self, path: str | Path) -> None:
+        root = Path(path)
+        if not (root / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{root} holds no {CONFIG_FILE}: not a seqrec model folder")
+        self.meta: dict[str, Any] = json.loads((root / CONFIG_FILE).read_text())
+        name = self.meta["model"]
+        if name not in MODELS:
+            raise ValueError(f"{root}: unknown model {name!r}; this seqrec knows {sorted(MODELS)}")
+        config_cls, model_cls = MODELS[name]
+        self.config = config_cls(**self.meta["config"])
+        self.model: SequentialRecommender = model_cls(self.config)  # type: ignore[call-arg]
+        self.model.load_state_dict(load_file(str(root / WEIGHTS_FILE)))
+        self.model.eval()
+        self.vocabs = {
+            p.stem: pq.read_table(p) for p in sorted((root / VOCAB_DIR).glob("*.parquet"))
+        }
+        item = self.vocabs["item"]
+        self.item_ids = np.empty(self.config.n_items + 1, dtype=object)
+        self.item_ids[item.column(schemas.VOCAB_IDX).to_numpy()] = item.column(
+            schemas.VOCAB_KEY
+        ).to_numpy(zero_copy_only=False)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.meta["vocab_fingerprint"])
+
+    @torch.no_grad()
+    def hidden(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
+        tensors = {
+            k: torch.as_tensor(v)
+            for k, v in batch.items()
+            if k in ("item_idx", "event_type_idx", "category_idx", "time_gap")
+        }
+        return self.model.predict_hidden(tensors)  # [B, H]
+
+    @torch.no_grad()
+    def recommend(
+        self, batch: dict[str, np.ndarray], k: int = 10, exclude: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Top-``k`` items per row, plus purchase intent and next-category distribution.
+
+        ``exclude`` is a ``[B, S]`` array of item indices (0 = none) that must not be
+        recommended, e.g. the items already seen or purchased.
+        """
+        hidden = self.hidden(batch)
+        scores = self.model.item_scores(hidden)  # [B, n_items + 1]
+        scores[:, 0] = -torch.inf
+        if exclude is not None and exclude.size:
+            ex = torch.as_tensor(exclude, dtype=torch.long)
+            scores.scatter_(1, ex, -torch.inf)
+            scores[:, 0] = -torch.inf
+        k = min(k, self.config.n_items)
+        top_scores, top_items = torch.topk(scores, k, dim=1)
+        out = {
+            "item_idx": top_items.numpy(),
+            "score": top_scores.float().numpy(),
+            "purchase_intent": torch.sigmoid(self.model.purchase_intent(hidden)).numpy(),
+        }
+        if self.config.n_categories:
+            out["category_proba"] = torch.softmax(self.model.next_category(hidden), -1).numpy()
+        return out
+
+    def predict(
+        self, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """The pyfunc API: one row per user with list columns ``item_idx`` (required),
+        ``event_type_idx``, ``category_idx``, ``event_time`` (epoch seconds); returns
+        ``recommendations`` (item ids), ``scores`` and ``purchase_intent``."""
+        k = int((params or {}).get("k", 10))
+        max_len = self.config.max_len
+        batch = _batch_from_frame(model_input, max_len)
+        seen = _pad_lists([np.asarray(v, dtype=np.int64) for v in model_input["item_idx"]], None)
+        result = self.recommend(batch, k=k, exclude=seen)
+        # Rows with fewer than k allowed items get shorter lists: excluded items score -inf.
+        keep = [np.isfinite(row) for row in result["score"]]
+        return pd.DataFrame(
+            {
+                "recommendations": [
+                    list(self.item_ids[row[ok]])
+                    for row, ok in zip(result["item_idx"], keep, strict=True)
+                ],
+                "scores": [
+                    [float(x) for x in row[ok]]
+                    for row, ok in zip(result["score"], keep, strict=True)
+                ],
+                "purchase_intent": result["purchase_intent"].astype(float),
+            }
+        )
+
+
+def _pad_lists(rows: list[np.ndarray], length: int | None) -> np.ndarray:
+    width = length or max([len(r) for r in rows] + [1])
+    out = np.zeros((len(rows), width), dtype=np.int64)
+    for i, row in enumerate(rows):
+        if len(row):
+            out[i, -min(len(row), width) :] = row[-width:]
+    return out
+
+
+def _batch_from_frame(frame: pd.DataFrame, max_len: int) -> dict[str, np.ndarray]:
+    if "item_idx" not in frame:
+        raise ValueError("model input needs an 'item_idx' column (list of item indices per user)")
+    batch = {"item_idx": _pad_lists([np.asarray(v, np.int64) for v in frame["item_idx"]], max_len)}
+    for column in ("event_type_idx", "category_idx"):
+        if column in frame:
+            batch[column] = _pad_lists([np.asarray(v, np.int64) for v in frame[column]], max_len)
+    if "event_time" in frame:
+        gaps = []
+        for times in frame["event_time"]:
+            t = np.asarray(times, dtype=np.int64)
+            g = np.zeros_like(t)
+            g[1:] = np.maximum(t[1:] - t[:-1], 0)
+            gaps.append(g)
+        batch["time_gap"] = _pad_lists(gaps, max_len)
+    return batch
+
+
+def load_model(path: str | Path) -> Recommender:
+    return Recommender(path)
+
+
+def _load_pyfunc(data_path: str) -> Recommender:
+    """Entry point of the MLflow pyfunc flavour (``loader_module="seqrec.serving"``)."""
+    return Recommender(data_path)
