@@ -72,7 +72,7 @@ REASON_ORDER: tuple[str, ...] = (
 ABSURD_IDS: tuple[str, ...] = ("", "null", "none", "nan", "nil", "undefined", "na", "n/a", "-1")
 DEFAULT_MAX_ID_LENGTH = 256
 DEFAULT_BOT_MAX_EVENTS_PER_DAY = 10_000
-DEFAULT_BOT_MIN_MEDIAN_GAP_SECONDS = 0.0
+DEFAULT_BOT_MIN_MEDIAN_GAP = 0.0  # seconds; 0 turns the gap rule off
 DEFAULT_BOT_MIN_EVENTS_FOR_GAP = 100
 
 # The fields that make two rows "the same event" for the duplicate check.
@@ -88,10 +88,12 @@ DUPLICATE_KEY: tuple[str, ...] = (
 )
 
 _MICROS_PER_SECOND = 1_000_000
+_WHITESPACE = " \t\n\r\f\v"
 _SECONDS_PER_DAY = 86_400
 
 # Working columns, dropped by the final select.
 _EARLY = "_early_reason"
+_REJECTED = "_rejected"  # a column, not an expression, so every window sees one sort order
 _DAY = "_day"
 _MICROS = "_micros"
 _KEY = "_dup_key"
@@ -108,7 +110,8 @@ def _utc_midnight(day: date) -> datetime:
 
 def _is_bad_id(column: str, max_length: int) -> Column:
     value = F.col(column)
-    is_placeholder = F.lower(F.trim(value)).isin(list(ABSURD_IDS))
+    trimmed = F.trim(value, F.lit(_WHITESPACE))  # plain trim() strips spaces only
+    is_placeholder = F.lower(trimmed).isin(list(ABSURD_IDS))
     is_too_long = F.length(value) > max_length
     return value.isNull() | is_placeholder | is_too_long
 
@@ -138,7 +141,7 @@ def tag_rejections(
     run_date: str,
     max_future_days: int = 1,
     bot_max_events_per_day: int = DEFAULT_BOT_MAX_EVENTS_PER_DAY,
-    bot_min_median_gap_seconds: float = DEFAULT_BOT_MIN_MEDIAN_GAP_SECONDS,
+    bot_min_median_gap_seconds: float = DEFAULT_BOT_MIN_MEDIAN_GAP,
     bot_min_events_for_gap: int = DEFAULT_BOT_MIN_EVENTS_FOR_GAP,
     max_id_length: int = DEFAULT_MAX_ID_LENGTH,
 ) -> DataFrame:
@@ -158,12 +161,13 @@ def tag_rejections(
         S.CATEGORY,
         S.PRICE,
         S.TEXT,
-        F.col(_EARLY).isNotNull(),
+        _REJECTED,
         S.SOURCE_FILE,
         S.SOURCE_ROW,
     )
     tagged = (
         raw.withColumn(_EARLY, _early_reason(run_date, max_future_days, max_id_length))
+        .withColumn(_REJECTED, F.col(_EARLY).isNotNull())
         .withColumn(_DAY, F.floor(F.unix_seconds(S.EVENT_TIME) / F.lit(_SECONDS_PER_DAY)))
         .withColumn(_KEY, F.struct(*DUPLICATE_KEY))
         .withColumn(_PREV_KEY, F.lag(_KEY).over(by_user))

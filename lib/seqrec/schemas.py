@@ -143,3 +143,17 @@ SEQUENCES = T.StructType(
         T.StructField(N_BEFORE_CUTOFF, T.IntegerType(), nullable=False),
     ]
 )
+
+# Leave-one-out rows (``sequences.split_leave_one_out``): per user a ``train`` prefix and, for
+# users with at least 3 events, ``valid`` and ``test`` prefixes whose last element is the target.
+SPLIT = "split"
+SPLIT_TRAIN = "train"
+SPLIT_VALID = "valid"
+SPLIT_TEST = "test"
+LOO_SEQUENCES = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), nullable=False),
+        T.StructField(SPLIT, T.StringType(), nullable=False),
+        *(f for f in SEQUENCES.fields if f.name not in (USER_ID, N_BEFORE_CUTOFF)),
+    ]
+)

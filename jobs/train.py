@@ -1,0 +1,59 @@
+"""Train a sequence model on build_sequences output, log it to MLflow, promote if better.
+
+    spark-submit jobs/train.py --data output/demo --run-date 2026-11-28 --model sasrec
+
+or locally, after ``make setup``::
+
+    .venv/bin/python jobs/train.py --data output/demo --run-date 2026-11-28 --epochs 5
+
+Training runs under pyspark's TorchDistributor (``--num-processes`` DDP workers, gloo on CPU,
+nccl with ``--use-gpu``; ``--no-local-mode`` spreads them over the cluster's executors), or in
+this process with ``--no-distributed``. The last line printed is one JSON object with the
+figures and the registered version.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
+
+from seqrec.trainer import TrainJobConfig, log_and_promote, run_distributed  # noqa: E402
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = TrainJobConfig.from_args(argv)
+    print(f"[train] {config}", flush=True)
+    if config.distributed:
+        from seqrec.spark import get_spark
+
+        get_spark("seqrec-train", delta=False)  # TorchDistributor needs an active session
+    result = run_distributed(config)
+    print(f"[train] best epoch {result['best_epoch']}: valid {result['valid']}", flush=True)
+    print(f"[train] test ({config.protocol}): {result['test']}", flush=True)
+    registered = log_and_promote(config, result)
+    print(
+        f"[train] registered {config.registered_model} v{registered['model_version']}, "
+        f"promoted={registered['promoted']}",
+        flush=True,
+    )
+    print(
+        json.dumps(
+            {
+                "config": asdict(config),
+                "valid": result["valid"],
+                "test": result["test"],
+                "best_epoch": result["best_epoch"],
+                "seconds": result["seconds"],
+                **registered,
+            }
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,296 @@
+"""The sequence-building pipeline behind ``jobs/build_sequences.py``.
+
+read (adapter or generator) -> check input files -> tag rejections -> quarantine + accounting
+-> fill categories from item metadata -> sessionize -> vocabularies -> sequences -> publish.
+
+Every output is staged under ``<output>/_staging/<run-id>`` and published only after all were
+written, so a failed run leaves the previous outputs as they were. The quarantine is a Delta
+table with one partition per run date, replaced on rerun, so reruns are exact.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from pyspark import StorageLevel
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from seqrec import clean, ingest, schemas, sequences, sessionize, vocab
+from seqrec.io import tables
+
+VOCABS = {
+    # vocabulary name -> the event column it indexes and the sequence column it produces
+    "item": (schemas.ITEM_ID, schemas.ITEM_IDX),
+    "category": (schemas.CATEGORY, schemas.CATEGORY_IDX),
+    "event_type": (schemas.EVENT_TYPE, schemas.EVENT_TYPE_IDX),
+}
+OUTPUTS = ["sequences", "items", "vocab"]
+SYNTHETIC = "synthetic"
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    source: str  # input format: one of ingest.SOURCES, or "synthetic" to generate data
+    output: str  # output folder (local path or any Hadoop URI)
+    run_date: str  # the date this run is for (YYYY-MM-DD); future-time checks use it
+    input: str | None = None  # input file, folder or glob (not used by "synthetic")
+    items: str | None = None  # optional item metadata (titles, categories) for the source
+    events: int = 100_000  # synthetic only: number of events to generate
+    seed: int = 7  # synthetic only: generator seed
+    cutoff: str | None = None  # global time split; default: latest event - holdout_days
+    holdout_days: float = 1.0  # used when cutoff is not given
+    gap_minutes: float = 30.0  # inactivity gap that starts a new session
+    max_session_hours: float = 24.0  # sessions longer than this are split
+    max_session_events: int = 500  # sessions with more events than this are split
+    collapse_repeats: bool = False  # drop back-to-back repeats of the same item and type
+    min_item_count: int = 1  # items seen fewer times map to the unknown-item id
+    max_future_days: int = 1  # events later than run_date + this many days are rejected
+    bot_max_events_per_day: int = clean.DEFAULT_BOT_MAX_EVENTS_PER_DAY  # 0 disables the rule
+    bot_min_median_gap_seconds: float = clean.DEFAULT_BOT_MIN_MEDIAN_GAP  # 0 disables the rule
+    shards: int = 0  # Parquet files of sequences; 0 = one per Spark partition, <=200k users each
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> BuildConfig:
+        parser = argparse.ArgumentParser(
+            prog="build_sequences.py",
+            description=(
+                "Clean and sessionize a raw clickstream into per-user Parquet sequences, "
+                "with stable vocabularies, a quarantine of every rejected row and a run report."
+            ),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        parser.add_argument(
+            "--source",
+            required=True,
+            choices=sorted([*ingest.SOURCES, SYNTHETIC]),
+            help="input format ('synthetic' generates the embedded default data)",
+        )
+        parser.add_argument("--input", help="input file, folder or glob")
+        parser.add_argument("--items", help="item metadata file for the source (titles, ...)")
+        parser.add_argument("--output", required=True, help="output folder")
+        parser.add_argument("--run-date", required=True, type=_date, help="YYYY-MM-DD")
+        defaults = cls.__dataclass_fields__
+        for name, help_text in [
+            ("events", "synthetic only: number of events"),
+            ("seed", "synthetic only: generator seed"),
+            ("cutoff", "global time cut-off 'YYYY-MM-DD[ HH:MM:SS]' (UTC) for the time split"),
+            ("holdout_days", "without --cutoff: cut-off = latest event minus this many days"),
+            ("gap_minutes", "inactivity gap in minutes that starts a new session"),
+            ("max_session_hours", "split sessions longer than this"),
+            ("max_session_events", "split sessions with more events than this"),
+            ("min_item_count", "items seen fewer times map to the unknown-item id"),
+            ("max_future_days", "reject events later than run date + this many days"),
+            ("bot_max_events_per_day", "users above this many events in a day are bots (0=off)"),
+            ("bot_min_median_gap_seconds", "users with a smaller median gap are bots (0=off)"),
+            ("shards", "number of sequence files (0 = automatic)"),
+        ]:
+            default = defaults[name].default
+            kind = type(default) if default is not None else str
+            parser.add_argument(
+                "--" + name.replace("_", "-"), type=kind, default=default, help=help_text
+            )
+        parser.add_argument(
+            "--collapse-repeats",
+            action="store_true",
+            help="drop back-to-back repeats of the same item and event type in a session",
+        )
+        args = parser.parse_args(argv)
+        if args.source != SYNTHETIC and not args.input:
+            parser.error(f"--input is required for --source {args.source}")
+        return cls(**{k: v for k, v in vars(args).items()})
+
+
+def _date(text: str) -> str:
+    try:
+        return date.fromisoformat(text).isoformat()
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from error
+
+
+class _Stages:
+    """Prints one progress line per stage and keeps the timings for the report."""
+
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+        self._last = self._start
+
+    def done(self, stage: str, detail: str = "") -> None:
+        now = time.perf_counter()
+        self.timings[stage] = round(now - self._last, 3)
+        self._last = now
+        print(f"[build_sequences] {stage:<12} {self.timings[stage]:8.1f}s  {detail}", flush=True)
+
+    @property
+    def total(self) -> float:
+        return round(time.perf_counter() - self._start, 3)
+
+
+def read_raw(
+    spark: SparkSession, config: BuildConfig, staged: str
+) -> tuple[DataFrame, DataFrame | None]:
+    """The raw events and the optional item metadata of the configured source."""
+    if config.source == SYNTHETIC:
+        from seqrec.generate import GeneratorConfig, write_synthetic
+
+        paths = write_synthetic(
+            spark, GeneratorConfig(n_events=config.events, seed=config.seed), f"{staged}/raw"
+        )
+        raw = ingest.read_events(spark, "canonical-csv", paths["events"])
+        return raw, ingest.read_items(spark, "canonical", paths["items"])
+    assert config.input is not None
+    raw = ingest.read_events(spark, config.source, config.input)
+    items = ingest.read_items(spark, config.source, config.items) if config.items else None
+    return raw, items
+
+
+def fill_categories(events: DataFrame, items: DataFrame | None) -> DataFrame:
+    """Events keep their own category; missing ones come from the item metadata."""
+    if items is None:
+        return events
+    item_category = items.select(
+        schemas.ITEM_ID, F.col(schemas.CATEGORY).alias("_item_category")
+    ).dropna(subset=["_item_category"])
+    return events.join(F.broadcast(item_category), on=schemas.ITEM_ID, how="left").select(
+        *[
+            F.coalesce(schemas.CATEGORY, "_item_category").alias(schemas.CATEGORY)
+            if name == schemas.CATEGORY
+            else F.col(name)
+            for name in schemas.EVENTS.fieldNames()
+        ]
+    )
+
+
+def resolve_cutoff(events: DataFrame, config: BuildConfig) -> str:
+    if config.cutoff:
+        return config.cutoff
+    latest = events.agg(F.max(schemas.EVENT_TIME)).first()
+    assert latest is not None and latest[0] is not None, "no events left after cleaning"
+    cutoff: datetime = latest[0] - timedelta(days=config.holdout_days)
+    return cutoff.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def items_table(vocabulary: DataFrame, items: DataFrame | None) -> DataFrame:
+    """One row per indexed item: its id, index, count and whatever metadata the source had."""
+    base = vocabulary.select(
+        F.col(schemas.VOCAB_KEY).alias(schemas.ITEM_ID),
+        F.col(schemas.VOCAB_IDX).alias(schemas.ITEM_IDX),
+        F.col(schemas.VOCAB_COUNT).alias("n_events"),
+        F.col(schemas.VOCAB_FIRST_RUN).alias("first_run_date"),
+    )
+    meta = items if items is not None else base.sparkSession.createDataFrame([], schemas.ITEM_META)
+    return base.join(meta, on=schemas.ITEM_ID, how="left").select(
+        schemas.ITEM_ID,
+        schemas.ITEM_IDX,
+        schemas.TITLE,
+        schemas.BRAND,
+        schemas.CATEGORY,
+        schemas.PRICE,
+        schemas.ATTRIBUTES,
+        "n_events",
+        "first_run_date",
+    )
+
+
+def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
+    stages = _Stages()
+    output = config.output.rstrip("/")
+    run_id = f"{config.run_date}-{uuid.uuid4().hex[:8]}"
+    staged = tables.staging_dir(output, run_id)
+    try:
+        raw, item_meta = read_raw(spark, config, staged)
+        ingest.check_input(raw, config.source)
+        stages.done("read", f"source={config.source}")
+
+        tagged = raw.transform(
+            clean.tag_rejections,
+            config.run_date,
+            max_future_days=config.max_future_days,
+            bot_max_events_per_day=config.bot_max_events_per_day,
+            bot_min_median_gap_seconds=config.bot_min_median_gap_seconds,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+        accounting = clean.accounting(tagged)
+        stages.done("clean", f"{accounting}")
+
+        events = clean.kept_events(tagged).transform(fill_categories, item_meta)
+        cutoff = resolve_cutoff(events, config)
+        sessions = events.transform(
+            sessionize.sessionize,
+            gap_seconds=int(config.gap_minutes * 60),
+            max_session_seconds=int(config.max_session_hours * 3600),
+            max_session_events=config.max_session_events,
+            collapse_repeats=config.collapse_repeats,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+
+        vocabularies: dict[str, DataFrame] = {}
+        indexed = sessions
+        for name, (column, idx_column) in VOCABS.items():
+            previous_path = f"{output}/vocab/{name}"
+            previous = (
+                tables.read_parquet(spark, previous_path)
+                if tables.exists(spark, previous_path)
+                else None
+            )
+            keys = sessions.select(F.col(column).alias(schemas.VOCAB_KEY)).dropna()
+            min_count = config.min_item_count if name == "item" else 1
+            vocabularies[name] = vocab.build_vocab(
+                keys, previous, config.run_date, min_count=min_count
+            ).persist()
+            indexed = vocab.apply_vocab(indexed, vocabularies[name], column, idx_column)
+        stages.done("sessionize", f"cutoff={cutoff}")
+
+        seqs = sequences.build_sequences(indexed, cutoff)
+        tables.write_parquet(
+            seqs, f"{staged}/sequences", files=config.shards or None, max_rows_per_file=200_000
+        )
+        for name, frame in vocabularies.items():
+            tables.write_parquet(frame, f"{staged}/vocab/{name}", files=1)
+        tables.write_parquet(
+            items_table(vocabularies["item"], item_meta), f"{staged}/items", files=1
+        )
+        stages.done("write", f"staged in {staged}")
+
+        written = tables.read_parquet(spark, f"{staged}/sequences")
+        counts_row = written.agg(
+            F.count(F.lit(1)).alias("users"),
+            F.sum(schemas.SEQ_LEN).alias("events"),
+            F.sum(schemas.N_BEFORE_CUTOFF).alias("events_before_cutoff"),
+            F.sum(F.size(F.array_distinct(schemas.SEQ_SESSIONS))).alias("sessions"),
+        ).first()
+        assert counts_row is not None
+        counts = {
+            "rows_in": accounting["rows_in"],
+            "events_kept": accounting["rows_kept"],
+            "events_in_sequences": int(counts_row["events"] or 0),
+            "events_before_cutoff": int(counts_row["events_before_cutoff"] or 0),
+            "users": int(counts_row["users"]),
+            "sessions": int(counts_row["sessions"] or 0),
+            **{f"vocab_{name}": int(frame.count()) for name, frame in vocabularies.items()},
+        }
+        tables.replace_delta_partition(
+            clean.quarantined(tagged, config.run_date),
+            f"{output}/quarantine",
+            schemas.RUN_DATE,
+            config.run_date,
+        )
+        tables.publish(spark, staged, output, OUTPUTS)
+        stages.done("publish", f"-> {output}")
+    except BaseException:
+        tables.delete(spark, staged)
+        raise
+    report = {
+        "config": asdict(config),
+        "cutoff": cutoff,
+        "accounting": accounting,
+        "counts": counts,
+        "timings_s": {**stages.timings, "total": stages.total},
+        "outputs": {name: f"{output}/{name}" for name in [*OUTPUTS, "quarantine"]},
+    }
+    tables.write_json(spark, f"{output}/report.json", report)
+    return report

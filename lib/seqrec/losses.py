@@ -1,0 +1,107 @@
+"""Next-item losses over the item catalogue (item ids 1..V, 0 = padding).
+
+- :func:`full_softmax_loss` (the default): cross-entropy over the whole catalogue.
+- :func:`sampled_softmax_loss`: softmax over the target plus shared sampled negatives, with
+  the logQ correction (Bengio & Senecal 2008; Jean et al. 2015; Yi et al. 2019): every
+  candidate's logit is lowered by ``log Q(item)``, the log of its sampling probability, so
+  that popular items, sampled more often, are not over-penalised. Negatives that happen to be
+  the target ("accidental hits") are removed.
+- :func:`bce_loss`: binary cross-entropy with one sampled negative per position, as in the
+  SASRec paper; kept to reproduce older published numbers.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def full_softmax_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Mean cross-entropy; ``logits`` ``[N, V + 1]`` with column 0 = padding (dropped)."""
+    return F.cross_entropy(logits[:, 1:].float(), targets - 1, label_smoothing=label_smoothing)
+
+
+class NegativeSampler:
+    """Draws negatives with replacement from a fixed distribution over items 1..V."""
+
+    def __init__(self, probs: Tensor) -> None:
+        if probs.dim() != 1 or probs[0] != 0 or (probs < 0).any():
+            raise ValueError("probs must be [V + 1], non-negative, with probs[0] == 0")
+        self.probs = probs.double() / probs.sum()
+        self.log_q = torch.log(self.probs).float()  # -inf for the padding item
+
+    @classmethod
+    def uniform(cls, n_items: int) -> NegativeSampler:
+        probs = torch.ones(n_items + 1)
+        probs[0] = 0.0
+        return cls(probs)
+
+    @classmethod
+    def popularity(cls, counts: Tensor, smoothing: float = 1.0) -> NegativeSampler:
+        """Proportional to ``counts + smoothing`` (``counts`` ``[V + 1]``), so every item can
+        be drawn."""
+        probs = counts.double() + smoothing
+        probs[0] = 0.0
+        return cls(probs)
+
+    def to(self, device: torch.device) -> NegativeSampler:
+        moved = NegativeSampler.__new__(NegativeSampler)
+        moved.probs, moved.log_q = self.probs.to(device), self.log_q.to(device)
+        return moved
+
+    def sample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """``k`` item ids ``[k]``."""
+        return torch.multinomial(self.probs, k, replacement=True, generator=generator)
+
+
+def sampled_softmax_loss(
+    hidden: Tensor,
+    targets: Tensor,
+    item_table: Tensor,
+    negatives: Tensor,
+    log_q: Tensor,
+) -> Tensor:
+    """Mean logQ-corrected sampled-softmax loss.
+
+    ``hidden`` ``[N, H]``, ``targets`` ``[N]``, ``item_table`` ``[V + 1, H]``, ``negatives``
+    ``[K]`` shared by all rows, ``log_q`` ``[V + 1]`` the log sampling probability of each item.
+    The candidate set of row n is {target_n} ∪ negatives; its corrected logits are
+    ``h_n · e_j - log_q[j]``, and negatives equal to target_n are excluded.
+    """
+    pos = (hidden * item_table[targets]).sum(-1) - log_q[targets]  # [N]
+    neg = hidden @ item_table[negatives].T - log_q[negatives]  # [N, K]
+    neg = neg.masked_fill(negatives[None, :] == targets[:, None], float("-inf"))
+    logits = torch.cat([pos[:, None], neg], dim=1).float()  # [N, 1 + K]
+    return F.cross_entropy(logits, torch.zeros_like(targets))
+
+
+def bce_loss(hidden: Tensor, targets: Tensor, negatives: Tensor, item_table: Tensor) -> Tensor:
+    """Mean of ``-log σ(h·e_pos) - log(1 - σ(h·e_neg))``; ``negatives`` ``[N]``, one per row."""
+    pos = (hidden * item_table[targets]).sum(-1).float()  # [N]
+    neg = (hidden * item_table[negatives]).sum(-1).float()  # [N]
+    return (F.softplus(-pos) + F.softplus(neg)).mean()
+
+
+def sample_negatives_excluding(
+    exclude: Tensor,
+    shape: tuple[int, int],
+    n_items: int,
+    generator: torch.Generator | None = None,
+    max_rounds: int = 20,
+) -> Tensor:
+    """Uniform item ids ``[B, T]`` (``shape``) avoiding each row's own items.
+
+    ``exclude`` ``[B, S]`` holds each row's items (0 = padding), e.g. the user's sequence, as the
+    SASRec reference code does. Rejection sampling: rows whose items cover nearly the whole
+    catalogue may keep a collision after ``max_rounds`` draws, which is harmless.
+    """
+    device = exclude.device
+    negatives = torch.randint(1, n_items + 1, shape, generator=generator, device=device)
+    for _ in range(max_rounds):
+        clash = (negatives[:, :, None] == exclude[:, None, :]).any(-1)  # [B, T]
+        if not clash.any():
+            break
+        redraw = torch.randint(1, n_items + 1, shape, generator=generator, device=device)
+        negatives = torch.where(clash, redraw, negatives)
+    return negatives

@@ -1,0 +1,72 @@
+"""SASRec: causal self-attention over the event sequence.
+
+Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018 (arXiv:1808.09781).
+
+Deviations from the paper, all deliberate:
+- Loss: trained by default with a full softmax over the catalogue (see ``seqrec.losses``)
+  instead of BCE with one sampled negative; BCE stays available to reproduce the paper.
+- Feed-forward block: GELU and an inner width of ``ffn_mult * H`` (paper: ReLU, width H).
+- Inputs come from the shared :class:`~seqrec.models.layers.FeatureFusion` (item id plus side
+  information), and the output table is that same fused table (the paper ties plain id
+  embeddings).
+- Learned positions count back from the newest event, which is what the reference code's
+  left-padded absolute positions amount to.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from seqrec.models.layers import (
+    CausalMasking,
+    FeatureFusion,
+    SequenceModelConfig,
+    SequentialRecommender,
+    TransformerBlock,
+    attention_mask,
+    padding_mask,
+    positions_from_end,
+    scaled,
+)
+
+
+@dataclass(frozen=True)
+class SASRecConfig(SequenceModelConfig):
+    n_layers: int = 2  # transformer blocks
+    n_heads: int = 2  # attention heads per block
+    ffn_mult: int = 4  # feed-forward inner width, in multiples of hidden_size
+
+
+class SASRec(SequentialRecommender):
+    """Causal transformer encoder; position t sees events <= t only."""
+
+    def __init__(
+        self,
+        config: SASRecConfig,
+        item_attributes: Tensor | None = None,
+        item_vectors: Tensor | None = None,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.fusion = FeatureFusion(config, 0, item_attributes, item_vectors)
+        self.masking = CausalMasking(config.max_len)
+        self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)
+        self.embedding_dropout = nn.Dropout(config.dropout)
+        self.blocks = nn.ModuleList(
+            TransformerBlock(config.hidden_size, config.n_heads, config.dropout, config.ffn_mult)
+            for _ in range(config.n_layers)
+        )
+        self.final_norm = nn.LayerNorm(config.hidden_size)
+        self._build_heads(config)
+        self._init_weights()
+
+    def encode(self, x: Tensor, item_idx: Tensor) -> Tensor:
+        positions = positions_from_end(item_idx).clamp(max=self.config.max_len - 1)  # [B, T]
+        real = padding_mask(item_idx).unsqueeze(-1).to(x.dtype)  # [B, T, 1]
+        x = self.embedding_dropout(scaled(x) + self.position_embedding(positions)) * real
+        allowed = attention_mask(item_idx, causal=True)  # [B, 1, T, T]
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.final_norm(x)  # [B, T, H]

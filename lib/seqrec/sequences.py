@@ -1,0 +1,132 @@
+"""Per-user sequences: one row per user with chronological arrays, and the two split protocols.
+
+Order inside a sequence is ``(event_time, source_file, source_row)``, the same rule as
+sessionization: ties on time keep source order, never item order. The order is made by sorting
+an array of structs whose first fields are those keys, inside the aggregation, so building the
+sequences needs no window (and no shuffle when the input is already partitioned by user).
+Histories are kept whole; truncating to a model's length is the model's input pipeline's job.
+
+Splits (never mix them in one evaluation):
+
+- Global time cut-off (the production default): ``n_before_cutoff`` counts the events strictly
+  before the cut-off instant; ``time_split_train`` returns every user's prefix of that length,
+  so no event at or after the cut-off, of any user, reaches training.
+- Leave-one-out (for comparison with papers, as in S3-Rec): ``split_leave_one_out`` gives, for a
+  user with ``n >= 3`` events, a ``train`` row with the first ``n - 2`` events, a ``valid`` row
+  with the first ``n - 1`` and a ``test`` row with all ``n``: the last element of a valid/test
+  row is the target and the elements before it are the input (and the items to mask as seen).
+  A user with fewer than 3 events gets one ``train`` row with the whole sequence.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from seqrec import schemas as S
+
+_EVENTS = "_events"
+_SPLITS = "_splits"
+_SPLIT = "_split"
+_LENGTH = "length"
+
+LOO_MIN_LEN = 3  # train, validation and test each need their own event
+
+# The array columns of SEQUENCES, in contract order.
+SEQUENCE_ARRAYS: tuple[str, ...] = (
+    S.SEQ_ITEMS,
+    S.SEQ_EVENT_TYPES,
+    S.SEQ_CATEGORIES,
+    S.SEQ_TIMES,
+    S.SEQ_SESSIONS,
+)
+
+
+def parse_cutoff(cutoff: str) -> datetime:
+    """An ISO date or date-time; without a zone it is UTC (never the session's zone)."""
+    moment = datetime.fromisoformat(cutoff)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def build_sequences(indexed_events: DataFrame, cutoff: str | None) -> DataFrame:
+    """SESSIONIZED events with ``item_idx``, ``category_idx``, ``event_type_idx`` -> SEQUENCES.
+
+    ``event_time`` becomes epoch seconds (floored). ``n_before_cutoff`` counts the events with
+    ``event_time < cutoff`` (to the microsecond); it equals ``seq_len`` when ``cutoff`` is None.
+    """
+    event = F.struct(
+        S.EVENT_TIME,
+        S.SOURCE_FILE,
+        S.SOURCE_ROW,
+        S.ITEM_IDX,
+        S.EVENT_TYPE_IDX,
+        S.CATEGORY_IDX,
+        S.SESSION_IDX,
+    )
+    before_cutoff = (
+        F.count(F.lit(1))
+        if cutoff is None
+        else F.count_if(F.col(S.EVENT_TIME) < F.lit(parse_cutoff(cutoff)))
+    )
+    per_user = indexed_events.groupBy(S.USER_ID).agg(
+        F.sort_array(F.collect_list(event)).alias(_EVENTS),
+        before_cutoff.cast(T.IntegerType()).alias(S.N_BEFORE_CUTOFF),
+    )
+    events = F.col(_EVENTS)
+    return per_user.select(
+        S.USER_ID,
+        events.getField(S.ITEM_IDX).alias(S.SEQ_ITEMS),
+        events.getField(S.EVENT_TYPE_IDX).alias(S.SEQ_EVENT_TYPES),
+        events.getField(S.CATEGORY_IDX).alias(S.SEQ_CATEGORIES),
+        F.transform(events, lambda e: F.unix_seconds(e.getField(S.EVENT_TIME))).alias(S.SEQ_TIMES),
+        events.getField(S.SESSION_IDX).alias(S.SEQ_SESSIONS),
+        F.size(events).alias(S.SEQ_LEN),
+        S.N_BEFORE_CUTOFF,
+    )
+
+
+def time_split_train(sequences: DataFrame) -> DataFrame:
+    """SEQUENCES -> SEQUENCES cut to each user's events before the cut-off.
+
+    Users with no event before the cut-off are left out; in the result
+    ``seq_len == n_before_cutoff``.
+    """
+    n_before = F.col(S.N_BEFORE_CUTOFF)
+    return sequences.filter(n_before > 0).select(
+        S.USER_ID,
+        *(F.slice(name, 1, n_before).alias(name) for name in SEQUENCE_ARRAYS),
+        n_before.alias(S.SEQ_LEN),
+        n_before.alias(S.N_BEFORE_CUTOFF),
+    )
+
+
+def split_leave_one_out(sequences: DataFrame) -> DataFrame:
+    """SEQUENCES -> LOO_SEQUENCES: ``train`` / ``valid`` / ``test`` prefixes per user.
+
+    See the module docstring for the convention.
+    """
+    seq_len = F.col(S.SEQ_LEN)
+    is_evaluable = seq_len >= LOO_MIN_LEN
+    # A two-way choice on a named condition, not a catch-all.
+    train_len = F.when(is_evaluable, seq_len - 2).otherwise(seq_len)
+    splits = F.array(
+        F.struct(F.lit(S.SPLIT_TRAIN).alias(S.SPLIT), train_len.alias(_LENGTH)),
+        F.struct(F.lit(S.SPLIT_VALID).alias(S.SPLIT), (seq_len - 1).alias(_LENGTH)),
+        F.struct(F.lit(S.SPLIT_TEST).alias(S.SPLIT), seq_len.alias(_LENGTH)),
+    )
+    split = F.col(_SPLIT)
+    is_wanted = (split.getField(S.SPLIT) == S.SPLIT_TRAIN) | is_evaluable
+    length = split.getField(_LENGTH)
+    return (
+        sequences.select(*S.SEQUENCES.fieldNames(), F.explode(splits).alias(_SPLIT))
+        .filter(is_wanted)
+        .select(
+            S.USER_ID,
+            split.getField(S.SPLIT).alias(S.SPLIT),
+            *(F.slice(name, 1, length).alias(name) for name in SEQUENCE_ARRAYS),
+            length.alias(S.SEQ_LEN),
+        )
+    )

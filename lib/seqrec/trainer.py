@@ -1,0 +1,323 @@
+"""The training job behind ``jobs/train.py``: DDP workers under Spark's TorchDistributor.
+
+Each worker streams its own shard of the Parquet sequences (:mod:`seqrec.data`), trains with
+:func:`seqrec.training.train` under ``DistributedDataParallel`` (gloo on CPU, nccl on GPU), and
+rank 0 writes the best weights as a checkpoint and evaluates them on the test split. The driver
+then logs everything to MLflow, registers the model and moves the ``champion`` alias only when
+the new version beats the current champion on the same validation data.
+
+Every rank evaluates the same validation users (capped by ``max_valid_users``), so every rank
+takes the same early-stopping decision and no rank waits for another at a collective.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+
+from seqrec import data, schemas, serving
+from seqrec.models import MODELS, SequentialRecommender, build_model
+from seqrec.training import TrainConfig, evaluate, train
+from seqrec.vocab import OOV_IDX
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    data: str  # output folder of build_sequences (sequences/, vocab/, items/)
+    run_date: str  # the date this run is for (YYYY-MM-DD), recorded with the model
+    model: str = "sasrec"  # one of seqrec.models.MODELS
+    protocol: str = "time"  # "time" (global cut-off, production) or "loo" (papers)
+    max_len: int = 50  # newest events the model reads
+    hidden_size: int = 64  # model width
+    dropout: float = 0.2  # dropout in the model
+    epochs: int = 30  # upper bound; early stopping usually ends sooner
+    patience: int = 5  # epochs without a better validation NDCG@10 before stopping
+    batch_size: int = 256  # sequences per batch and rank
+    lr: float = 1e-3  # AdamW peak learning rate
+    warmup_steps: int = 100  # linear warm-up steps
+    loss: str = "ce"  # "ce" full softmax, "sampled" logQ sampled softmax, "bce" one negative
+    side_features: bool = True  # feed event type, category and time gap through the fusion
+    num_processes: int = 2  # DDP workers (TorchDistributor processes)
+    distributed: bool = True  # False: train in this process, no Spark
+    local_mode: bool = True  # TorchDistributor local mode (False: on the cluster's executors)
+    use_gpu: bool = False  # train on GPUs (nccl); set by --gpu or when CUDA is visible
+    max_valid_users: int = 20_000  # validation users evaluated after each epoch
+    experiment: str = "seqrec"  # MLflow experiment
+    registered_model: str = "seqrec-recommender"  # MLflow registered model name
+    checkpoint_dir: str = "output/checkpoints"  # best weights of each run land here
+    seed: int = 42  # seeds torch, numpy and the data shuffling
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> TrainJobConfig:
+        parser = argparse.ArgumentParser(
+            prog="train.py",
+            description=(
+                "Train a sequence model on the output of build_sequences.py, evaluate it with "
+                "full ranking, log it to MLflow, register it and promote it to 'champion' "
+                "only if it beats the current champion on the same validation data."
+            ),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        parser.add_argument("--data", required=True, help="build_sequences output folder")
+        parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
+        parser.add_argument("--model", default=cls.model, choices=sorted(MODELS))
+        parser.add_argument("--protocol", default=cls.protocol, choices=data.PROTOCOLS)
+        parser.add_argument("--loss", default=cls.loss, choices=["ce", "sampled", "bce"])
+        for field in dataclasses.fields(cls):
+            if field.name in {"data", "run_date", "model", "protocol", "loss"}:
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            if field.type in ("bool", bool):
+                parser.add_argument(
+                    flag, action=argparse.BooleanOptionalAction, default=field.default
+                )
+            else:
+                kind = type(field.default)
+                parser.add_argument(flag, type=kind, default=field.default)
+        args = vars(parser.parse_args(argv))
+        if not args["use_gpu"] and torch.cuda.is_available():
+            args["use_gpu"] = True
+        return cls(**args)
+
+
+def read_vocab(data_dir: str, name: str) -> Any:
+    return pq.read_table(f"{data_dir}/vocab/{name}")
+
+
+def max_idx(data_dir: str, name: str) -> int:
+    table = read_vocab(data_dir, name)
+    return int(np.max(table.column(schemas.VOCAB_IDX).to_numpy())) if len(table) else 0
+
+
+def model_fields(config: TrainJobConfig) -> dict[str, Any]:
+    """The model config from the job config and the vocabularies' sizes."""
+    fields: dict[str, Any] = {
+        "n_items": max_idx(config.data, "item"),
+        "hidden_size": config.hidden_size,
+        "max_len": config.max_len,
+        "dropout": config.dropout,
+    }
+    if config.side_features:
+        fields.update(
+            n_event_types=max_idx(config.data, "event_type"),
+            n_categories=max_idx(config.data, "category"),
+            n_time_buckets=32,
+        )
+    return fields
+
+
+def _tensors(stream: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, torch.Tensor]]:
+    for batch in stream:
+        yield {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+class _Epochs:
+    """Re-iterable training data: each ``iter`` is the next epoch of the stream."""
+
+    def __init__(self, stream: data.TrainStream) -> None:
+        self.stream = stream
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        self.epoch += 1
+        return _tensors(self.stream.epoch(self.epoch))
+
+    def __len__(self) -> int:
+        return self.stream.steps_per_epoch
+
+
+class _Eval:
+    def __init__(self, path: str, split: str, config: TrainJobConfig, limit: int | None) -> None:
+        self.args = (path, split, config.protocol, config.max_len)
+        self.limit = limit
+
+    def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+        batches = data.eval_batches(*self.args, batch_size=512)
+        if self.limit is not None:
+            batches = islice(batches, max(1, self.limit // 512))
+        return _tensors(batches)
+
+
+def train_worker(config_json: str) -> dict[str, Any] | None:
+    """One DDP process (or the only process). Returns rank 0's results, None elsewhere."""
+    config = TrainJobConfig(**json.loads(config_json))
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
+    device = "cuda" if config.use_gpu and torch.cuda.is_available() else "cpu"
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+        if device == "cuda":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+            torch.cuda.set_device(device)
+    try:
+        torch.manual_seed(config.seed)
+        model = build_model(config.model, **model_fields(config))
+        sequences = f"{config.data}/sequences"
+        stream = data.TrainStream(
+            sequences,
+            protocol=config.protocol,
+            max_len=config.max_len,
+            batch_size=config.batch_size,
+            rank=rank,
+            world=world,
+            seed=config.seed,
+        )
+        train_config = TrainConfig(
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            lr=config.lr,
+            warmup_steps=config.warmup_steps,
+            loss=config.loss,
+            patience=config.patience,
+            seed=config.seed,
+            device=device,
+        )
+
+        def wrap(module: torch.nn.Module) -> torch.nn.Module:
+            if world == 1:
+                return module
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [torch.device(device).index] if device.startswith("cuda") else None
+            return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+
+        valid = _Eval(sequences, "valid", config, config.max_valid_users)
+        result = train(model, _Epochs(stream), valid, train_config, rank=rank, wrap=wrap)
+        if rank != 0:
+            return None
+        model.load_state_dict(result.best_state)
+        test = evaluate(model, _Eval(sequences, "test", config, None))
+        full_valid = evaluate(model, _Eval(sequences, "valid", config, None))
+        checkpoint = (
+            Path(config.checkpoint_dir) / f"{config.run_date}-{config.model}-{int(time.time())}"
+        )
+        serving.save_model(model, config.model, checkpoint, _vocabs(config.data))
+        return {
+            "checkpoint": str(checkpoint),
+            "history": result.history,
+            "best_epoch": result.best_epoch,
+            "valid": full_valid,
+            "test": test,
+            "seconds": result.seconds,
+            "world_size": world,
+        }
+    finally:
+        if world > 1:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+
+
+def _vocabs(data_dir: str) -> dict[str, Any]:
+    return {name: read_vocab(data_dir, name) for name in ("item", "category", "event_type")}
+
+
+def run_distributed(config: TrainJobConfig) -> dict[str, Any]:
+    """Run :func:`train_worker` under TorchDistributor (or in-process when not distributed)."""
+    payload = json.dumps(asdict(config))
+    if not config.distributed:
+        result = train_worker(payload)
+        assert result is not None
+        return result
+    from pyspark.ml.torch.distributor import TorchDistributor
+
+    distributor = TorchDistributor(
+        num_processes=config.num_processes,
+        local_mode=config.local_mode,
+        use_gpu=config.use_gpu,
+    )
+    result = distributor.run(train_worker, payload)
+    if result is None:
+        raise RuntimeError("TorchDistributor returned no result from rank 0")
+    return dict(result)
+
+
+def champion_validation(champion_dir: Path, config: TrainJobConfig) -> tuple[float, str]:
+    """The champion's NDCG@10 on this run's validation data, and its vocabulary fingerprint.
+
+    Item ids are stable across runs, so an older champion can read today's histories: items
+    newer than its catalogue become the unknown item, and targets it cannot know count as
+    misses — which is exactly how it would serve.
+    """
+    champion = serving.load_model(champion_dir)
+    known = champion.config.n_items
+
+    class _Clipped(_Eval):
+        def __iter__(self) -> Iterator[dict[str, torch.Tensor]]:
+            for batch in super().__iter__():
+                for key in ("item_idx", "seen"):
+                    batch[key] = torch.where(batch[key] > known, OOV_IDX, batch[key])
+                # A target outside its catalogue cannot be ranked: point it at padding, which
+                # the metrics never rank, so it counts as a miss.
+                batch["target"] = torch.where(batch["target"] > known, 0, batch["target"])
+                yield batch
+
+    clipped = _Clipped(f"{config.data}/sequences", "valid", config, None)
+    model: SequentialRecommender = champion.model
+    metrics = evaluate(model, clipped)
+    return metrics["ndcg@10"], champion.fingerprint
+
+
+def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str, Any]:
+    """Log the run to MLflow, register the model, promote it if it beats the champion."""
+    import mlflow
+
+    from seqrec.io import registry
+
+    def clean(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+        # MLflow metric names may not hold '@': ndcg@10 -> ndcg_at_10
+        return {prefix + k.replace("@", "_at_"): float(v) for k, v in metrics.items()}
+
+    registry.configure(config.experiment)
+    with mlflow.start_run(run_name=f"{config.model}-{config.run_date}") as run:
+        mlflow.log_params({k: str(v) for k, v in asdict(config).items()})
+        for row in result["history"]:
+            step = int(row["epoch"])
+            mlflow.log_metrics(clean({k: v for k, v in row.items() if k != "epoch"}), step=step)
+        mlflow.log_metrics(clean(result["valid"], "valid_"))
+        mlflow.log_metrics(clean(result["test"], "test_"))
+        mlflow.log_dict(
+            {"protocol": config.protocol, "valid": result["valid"], "test": result["test"]},
+            "evaluation.json",
+        )
+        model_uri = registry.log_model(result["checkpoint"])
+        version = registry.register(
+            model_uri,
+            config.registered_model,
+            tags={"run_date": config.run_date, "model": config.model, "protocol": config.protocol},
+        )
+        current = registry.champion(config.registered_model)
+        champion_value = None
+        if current is not None:
+            champion_dir = registry.download_model(
+                f"models:/{config.registered_model}/{current.version}"
+            )
+            champion_value, _ = champion_validation(champion_dir, config)
+        new_value = result["valid"]["ndcg@10"]
+        promoted = registry.promote_if_better(
+            config.registered_model, version.version, "ndcg10", new_value, champion_value
+        )
+        mlflow.log_metric(
+            "champion_valid_ndcg10", -1.0 if champion_value is None else champion_value
+        )
+    return {
+        "run_id": run.info.run_id,
+        "model_version": version.version,
+        "promoted": promoted,
+        "valid_ndcg10": new_value,
+        "champion_valid_ndcg10": champion_value,
+    }

@@ -1,0 +1,129 @@
+"""Vocabularies: string key -> dense integer id, stable across runs.
+
+Ids: 0 is padding and never appears in a vocabulary; 1 is ``<unk>`` (``OOV_IDX``), the id of every
+key that is not in the vocabulary (never seen, seen fewer than ``min_count`` times, or null);
+real keys get 2, 3, ... Every vocabulary holds the ``<unk>`` row, whose count is the number of
+occurrences that were mapped to it when the vocabulary was built.
+
+A run adds to the existing vocabulary, it never renumbers: existing keys keep their id and
+their first run date and add this run's occurrences to their count; new keys seen at least
+``min_count`` times in this run get ids after the current maximum, in order of count (high
+first) then key (so the same input always gives the same ids). A new key below ``min_count``
+is not remembered: its occurrences go to ``<unk>``'s count and a later run judges it again on
+that run's count alone. ``keys`` should therefore hold the occurrences of the new data only,
+or ``existing`` should be None (a rebuild from scratch).
+
+The same functions serve the item, category and event-type vocabularies: build the key frame
+with ``vocab_keys(events, column)``.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from seqrec import schemas as S
+
+PAD_IDX = 0
+OOV_IDX = 1
+OOV_KEY = "<unk>"
+
+# Working columns, dropped by the final selects.
+_N = "_n"
+_MAX_IDX = "_max_idx"
+_RARE = "_rare"
+_LOOKUP_KEY = "_vocab_key"
+_LOOKUP_IDX = "_vocab_idx"
+
+
+def vocab_keys(df: DataFrame, column: str) -> DataFrame:
+    """One ``key`` row per non-null occurrence of ``column``: the input of ``build_vocab``."""
+    return df.filter(F.col(column).isNotNull()).select(F.col(column).alias(S.VOCAB_KEY))
+
+
+def _seed(keys: DataFrame, run_date: str) -> DataFrame:
+    """A vocabulary holding only ``<unk>``: what a first run starts from."""
+    return keys.sparkSession.createDataFrame(
+        [(OOV_KEY, OOV_IDX, 0, date.fromisoformat(run_date))], S.VOCAB
+    )
+
+
+def build_vocab(
+    keys: DataFrame, existing: DataFrame | None, run_date: str, min_count: int = 1
+) -> DataFrame:
+    """Extend ``existing`` (a VOCAB from an earlier run, or None) with ``keys``; returns VOCAB.
+
+    ``keys`` has a string column ``key``, one row per occurrence; or, pre-counted, also a
+    ``count`` column (occurrences per row, summed). Null keys are ignored.
+    """
+    occurrences = F.sum(S.VOCAB_COUNT) if S.VOCAB_COUNT in keys.columns else F.count(F.lit(1))
+    new_counts = (
+        keys.filter(F.col(S.VOCAB_KEY).isNotNull())
+        .groupBy(S.VOCAB_KEY)
+        .agg(occurrences.cast(T.LongType()).alias(_N))
+    )
+    previous = existing if existing is not None else _seed(keys, run_date)
+    merged = previous.join(new_counts, on=S.VOCAB_KEY, how="full")
+
+    is_known = F.col(S.VOCAB_IDX).isNotNull()
+    is_frequent = F.col(_N) >= min_count
+    is_new = ~is_known & is_frequent
+    is_rare_new = ~is_known & ~is_frequent
+    stats = merged.agg(
+        F.max(S.VOCAB_IDX).alias(_MAX_IDX),
+        F.coalesce(F.sum(F.when(is_rare_new, F.col(_N))), F.lit(0)).alias(_RARE),
+    )
+
+    is_oov_row = F.col(S.VOCAB_KEY) == OOV_KEY
+    known = (
+        merged.filter(is_known)
+        .join(F.broadcast(stats), how="cross")
+        .select(
+            S.VOCAB_KEY,
+            S.VOCAB_IDX,
+            (
+                F.col(S.VOCAB_COUNT)
+                + F.coalesce(F.col(_N), F.lit(0))
+                + F.coalesce(F.when(is_oov_row, F.col(_RARE)), F.lit(0))
+            ).alias(S.VOCAB_COUNT),
+            S.VOCAB_FIRST_RUN,
+        )
+    )
+    # Ids must form one dense global sequence, so the ranking is a single unpartitioned window;
+    # it sees only this run's new keys, a small frame next to the events.
+    by_count = Window.orderBy(F.col(_N).desc(), F.col(S.VOCAB_KEY).asc())
+    added = (
+        merged.filter(is_new)
+        .join(F.broadcast(stats), how="cross")
+        .select(
+            S.VOCAB_KEY,
+            (F.col(_MAX_IDX) + F.row_number().over(by_count)).alias(S.VOCAB_IDX),
+            F.col(_N).alias(S.VOCAB_COUNT),
+            F.lit(date.fromisoformat(run_date)).alias(S.VOCAB_FIRST_RUN),
+        )
+    )
+    return known.unionByName(added).select(
+        F.col(S.VOCAB_KEY),
+        F.col(S.VOCAB_IDX).cast(T.IntegerType()),
+        F.col(S.VOCAB_COUNT).cast(T.LongType()),
+        F.col(S.VOCAB_FIRST_RUN).cast(T.DateType()),
+    )
+
+
+def apply_vocab(df: DataFrame, vocab: DataFrame, column: str, out_column: str) -> DataFrame:
+    """``df`` plus ``out_column``: the id of ``column``'s value, ``OOV_IDX`` when it has none.
+
+    A broadcast left join (vocabularies are small next to events; keys are unique, so rows
+    are neither lost nor multiplied). A null value maps to ``OOV_IDX`` too.
+    """
+    lookup = vocab.select(
+        F.col(S.VOCAB_KEY).alias(_LOOKUP_KEY), F.col(S.VOCAB_IDX).alias(_LOOKUP_IDX)
+    )
+    kept_columns = [c for c in df.columns if c != out_column]
+    return df.join(F.broadcast(lookup), on=F.col(column) == F.col(_LOOKUP_KEY), how="left").select(
+        *kept_columns,
+        F.coalesce(F.col(_LOOKUP_IDX), F.lit(OOV_IDX)).cast(T.IntegerType()).alias(out_column),
+    )
