@@ -107,3 +107,20 @@ def test_every_rank_gets_the_same_number_of_batches(tmp_path: Path) -> None:
         stream = data.TrainStream(str(tmp_path / "seq"), batch_size=2, rank=rank, world=3)
         counts.append(sum(1 for _ in stream.epoch(0)))
     assert counts == [2, 2, 2]
+
+
+def test_leave_one_out_planted_test_item_never_reaches_training(tmp_path: Path) -> None:
+    # Item 99 is only ever a user's last event (the test target), item 98 only the validation
+    # target: neither may appear in any training batch, as input or as a target.
+    users = [(f"u{k}", [1 + k % 5, 2, 3 + k % 4, 98, 99], [0, 1, 2, 3, 4], 5) for k in range(9)]
+    _write_sequences(tmp_path / "seq", users)
+    for rank in range(2):
+        stream = data.TrainStream(
+            str(tmp_path / "seq"), protocol="loo", batch_size=2, rank=rank, world=2
+        )
+        for epoch in range(3):
+            for batch in stream.epoch(epoch):
+                assert not {98, 99} & set(batch[schemas.SEQ_ITEMS].ravel())
+    (test,) = data.eval_batches(str(tmp_path / "seq"), "test")
+    np.testing.assert_array_equal(test["target"], [99] * 9)
+    assert 99 not in set(test[schemas.SEQ_ITEMS].ravel())

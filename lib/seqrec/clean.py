@@ -75,11 +75,12 @@ DEFAULT_BOT_MAX_EVENTS_PER_DAY = 10_000
 DEFAULT_BOT_MIN_MEDIAN_GAP = 0.0  # seconds; 0 turns the gap rule off
 DEFAULT_BOT_MIN_EVENTS_FOR_GAP = 100
 
-# The fields that make two rows "the same event" for the duplicate check.
+# The fields that make two rows "the same event" for the duplicate check; user and time lead
+# because the key is also the sort order of every window in ``tag_rejections``.
 DUPLICATE_KEY: tuple[str, ...] = (
     S.USER_ID,
-    S.ITEM_ID,
     S.EVENT_TIME,
+    S.ITEM_ID,
     S.EVENT_TYPE,
     S.SOURCE_SESSION_ID,
     S.CATEGORY,
@@ -96,8 +97,7 @@ _EARLY = "_early_reason"
 _REJECTED = "_rejected"  # a column, not an expression, so every window sees one sort order
 _DAY = "_day"
 _MICROS = "_micros"
-_KEY = "_dup_key"
-_PREV_KEY = "_prev_dup_key"
+_COPY = "_copy"  # 1 for the first copy of an event, 2, 3, ... for its duplicates
 _COUNTED = "_counted"
 _PREV_COUNTED_MICROS = "_prev_counted_micros"
 _GAP = "_gap_micros"
@@ -149,32 +149,21 @@ def tag_rejections(
 
     ``run_date`` is ``YYYY-MM-DD``; all day boundaries are UTC whatever the session time zone.
     """
-    # One sort order serves every window: rows of a user by day and time, exact duplicates
-    # adjacent (all key fields follow the time), rows already rejected after the candidates of
-    # their duplicate group, and source order last so the first copy of a duplicate leads.
-    by_user = Window.partitionBy(S.USER_ID).orderBy(
-        _DAY,
-        S.EVENT_TIME,
-        S.ITEM_ID,
-        S.EVENT_TYPE,
-        S.SOURCE_SESSION_ID,
-        S.CATEGORY,
-        S.PRICE,
-        S.TEXT,
-        _REJECTED,
-        S.SOURCE_FILE,
-        S.SOURCE_ROW,
-    )
+    # One sort order serves every window: (user, day, the rest of the duplicate key, rejected,
+    # source file, source row). Each window's partition and order keys are a prefix of it, so
+    # Spark shuffles and sorts once. Copies of one event are adjacent, rows that passed the row
+    # checks first, then in source order: the first of them is the copy to keep.
+    source_order = (_REJECTED, S.SOURCE_FILE, S.SOURCE_ROW)
+    same_event = Window.partitionBy(S.USER_ID, _DAY, *DUPLICATE_KEY[1:]).orderBy(*source_order)
+    by_user = Window.partitionBy(S.USER_ID).orderBy(_DAY, *DUPLICATE_KEY[1:], *source_order)
     tagged = (
         raw.withColumn(_EARLY, _early_reason(run_date, max_future_days, max_id_length))
         .withColumn(_REJECTED, F.col(_EARLY).isNotNull())
         .withColumn(_DAY, F.floor(F.unix_seconds(S.EVENT_TIME) / F.lit(_SECONDS_PER_DAY)))
-        .withColumn(_KEY, F.struct(*DUPLICATE_KEY))
-        .withColumn(_PREV_KEY, F.lag(_KEY).over(by_user))
+        .withColumn(_COPY, F.row_number().over(same_event))
     )
-    is_candidate = F.col(_EARLY).isNull()
-    # Candidates of a duplicate group come first, so an equal predecessor is a kept candidate.
-    is_duplicate = is_candidate & F.col(_KEY).eqNullSafe(F.col(_PREV_KEY))
+    is_candidate = ~F.col(_REJECTED)
+    is_duplicate = is_candidate & (F.col(_COPY) > 1)
     tagged = tagged.withColumn(_COUNTED, is_candidate & ~is_duplicate)
     counted = F.col(_COUNTED)
 
@@ -217,9 +206,18 @@ def quarantined(tagged: DataFrame, run_date: str) -> DataFrame:
     ``raw`` is the adapter's original line; where an adapter gave none, the parsed canonical
     fields as JSON stand in, so a quarantined row always says what it was.
     """
-    canonical_json = F.to_json(F.struct(*DUPLICATE_KEY))
+    canonical = F.struct(
+        S.USER_ID,
+        S.ITEM_ID,
+        S.EVENT_TIME,
+        S.EVENT_TYPE,
+        S.SOURCE_SESSION_ID,
+        S.CATEGORY,
+        S.PRICE,
+        S.TEXT,
+    )
     return tagged.filter(F.col(S.REASON).isNotNull()).select(
-        F.coalesce(F.col(S.RAW), canonical_json).alias(S.RAW),
+        F.coalesce(F.col(S.RAW), F.to_json(canonical)).alias(S.RAW),
         S.SOURCE_FILE,
         S.SOURCE_ROW,
         S.REASON,

@@ -89,12 +89,6 @@ _AMAZON_ITEMS_HEADER = ("item_id", "asin", "title", "attributes", "idgenrec_text
 # this instant + k seconds, so sorting by time reproduces the published order exactly.
 AMAZON_BASE_TIME = "2000-01-01T00:00:00Z"
 _AMAZON_BASE_EPOCH_S = 946_684_800
-# In the S3-Rec attribute lists the brand, when known, comes first and the category path starts at
-# one of the store's top-level categories; these are Beauty's (the only S3-Rec set shipped here).
-AMAZON_TOP_CATEGORIES = frozenset(
-    {"Makeup", "Skin Care", "Hair Care", "Tools & Accessories", "Bath & Body", "Fragrance"}
-)
-
 # u.item's 19 genre flags, in file order (u.genre).
 MOVIELENS_GENRES = (
     "unknown",
@@ -134,6 +128,7 @@ _JSON = "_json"
 _CORRUPT = "_corrupt_record"
 _POS = "_pos"
 _ELEMENT = "_element"
+_TOP = "_top_category"
 _LINEAGE = (SOURCE_FILE, SOURCE_ROW, RAW, PARSE_ERROR)
 
 
@@ -654,20 +649,25 @@ def _amazon_items(spark: SparkSession, path: str) -> DataFrame:
         raise InputFormatError(
             _header_message(path, "amazon items", found, _AMAZON_ITEMS_HEADER, "\t")
         )
-    rows = _with_fields(_read_lines(spark, path, header=header), "\t")
     n = len(_AMAZON_ITEMS_HEADER)
-    attributes = F.split(_field(3, n), r"\|", -1)
-    first = F.get(attributes, 0)
-    # S3-Rec lists [brand, top category, ...] or, brand unknown, [top category, ...]
-    has_brand = ~first.isin(*sorted(AMAZON_TOP_CATEGORIES))
+    listed = _with_fields(_read_lines(spark, path, header=header), "\t").withColumn(
+        ATTRIBUTES, F.split(_field(3, n), r"\|", -1)
+    )
+    # S3-Rec lists [brand, category path...], or [category path...] when the brand is unknown.
+    # A path's first element also appears second in lists that do have a brand; a brand never
+    # does. So the values seen second are the top-level categories (a small broadcast table).
+    tops = listed.select(F.get(ATTRIBUTES, 1).alias(_TOP)).distinct()
+    rows = listed.join(F.broadcast(tops), F.get(F.col(ATTRIBUTES), 0) == F.col(_TOP), how="left")
+    has_brand = F.col(_TOP).isNull()
+    first = F.get(F.col(ATTRIBUTES), 0)
     path_start = F.when(has_brand, F.lit(2)).when(~has_brand, F.lit(1))
-    category_path = F.slice(attributes, path_start, F.size(attributes))
+    category_path = F.slice(ATTRIBUTES, path_start, F.size(ATTRIBUTES))
     values = {
         ITEM_ID: _field(0, n),
         TITLE: _field(2, n),
         BRAND: F.when(has_brand, first),
         CATEGORY: F.nullif(F.array_join(category_path, "|"), F.lit("")),
-        ATTRIBUTES: attributes,
+        ATTRIBUTES: F.col(ATTRIBUTES),
     }
     return _item_meta(rows, values)
 

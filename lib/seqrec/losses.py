@@ -17,9 +17,17 @@ import torch.nn.functional as F
 from torch import Tensor
 
 
-def full_softmax_loss(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
-    """Mean cross-entropy; ``logits`` ``[N, V + 1]`` with column 0 = padding (dropped)."""
-    return F.cross_entropy(logits[:, 1:].float(), targets - 1, label_smoothing=label_smoothing)
+def full_softmax_loss(
+    hidden: Tensor, targets: Tensor, item_table: Tensor, label_smoothing: float = 0.0
+) -> Tensor:
+    """Mean cross-entropy over items 1..V; ``hidden`` ``[N, H]``, ``item_table`` ``[V + 1, H]``.
+
+    The padding row never enters the softmax. Scoring against ``item_table[1:]`` directly
+    (rather than slicing column 0 off full scores) keeps the ``[N, V]`` logits contiguous,
+    which saves a copy of that, the largest tensor of a training step, both ways.
+    """
+    logits = hidden @ item_table[1:].T  # [N, V]
+    return F.cross_entropy(logits.float(), targets - 1, label_smoothing=label_smoothing)
 
 
 class NegativeSampler:
@@ -88,20 +96,24 @@ def sample_negatives_excluding(
     shape: tuple[int, int],
     n_items: int,
     generator: torch.Generator | None = None,
-    max_rounds: int = 20,
 ) -> Tensor:
-    """Uniform item ids ``[B, T]`` (``shape``) avoiding each row's own items.
+    """Item ids ``[B, T]`` (``shape``), uniform over the items *not* in each row of ``exclude``.
 
-    ``exclude`` ``[B, S]`` holds each row's items (0 = padding), e.g. the user's sequence, as the
-    SASRec reference code does. Rejection sampling: rows whose items cover nearly the whole
-    catalogue may keep a collision after ``max_rounds`` draws, which is harmless.
+    ``exclude`` ``[B, S]`` holds each row's items (0 = padding, repeats allowed), e.g. the
+    user's sequence, as the SASRec reference code does. Exact, without rejection: draw the
+    r-th allowed item, ``r`` uniform in 1..(V - #excluded), and map it to its id
+    ``r + #{j : e_j - j < r}`` over the row's sorted distinct excluded ids ``e_1 < e_2 < ...``
+    (``e_j - j`` allowed items lie below ``e_j``).
     """
+    b, s = exclude.shape
     device = exclude.device
-    negatives = torch.randint(1, n_items + 1, shape, generator=generator, device=device)
-    for _ in range(max_rounds):
-        clash = (negatives[:, :, None] == exclude[:, None, :]).any(-1)  # [B, T]
-        if not clash.any():
-            break
-        redraw = torch.randint(1, n_items + 1, shape, generator=generator, device=device)
-        negatives = torch.where(clash, redraw, negatives)
-    return negatives
+    ids, _ = exclude.sort(dim=1)  # [B, S]
+    repeated = torch.zeros_like(ids, dtype=torch.bool)
+    repeated[:, 1:] = ids[:, 1:] == ids[:, :-1]
+    sentinel = n_items + s + 1  # sorts last and never counts below any r <= n_items
+    ids, _ = ids.masked_fill(repeated | (ids == 0), sentinel).sort(dim=1)
+    n_allowed = (n_items - (ids != sentinel).sum(1)).clamp(min=1)  # [B]
+    draw = torch.rand(shape, generator=generator, device=device)
+    r = (draw * n_allowed[:, None]).long().clamp(max=n_allowed[:, None] - 1) + 1  # [B, T]
+    below = ids - torch.arange(1, s + 1, device=device)  # [B, S] allowed items below e_j
+    return r + (below[:, None, :] < r[:, :, None]).sum(-1)  # [B, T]

@@ -198,7 +198,7 @@ class TrainingObjective(nn.Module):
         where = pair.targets > 0  # [B, T]
         h, targets = hidden[where], pair.targets[where]  # [N, H], [N]
         if config.loss == "ce":
-            loss = full_softmax_loss(model.item_scores(h), targets, config.label_smoothing)
+            loss = full_softmax_loss(h, targets, model.item_table(), config.label_smoothing)
         elif config.loss == "sampled":
             assert self.sampler is not None
             negatives = self.sampler.sample(config.n_negatives, generator)
