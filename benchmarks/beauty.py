@@ -153,12 +153,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
                 "seconds": time.perf_counter() - start,
             }
         elif name in NEURAL:
-            results[name] = run_neural(name, train_seqs, valid, test, n_items, attributes, args.epochs)
+            results[name] = run_neural(
+                name, train_seqs, valid, test, n_items, attributes, args.epochs
+            )
         else:
             parser.error(f"unknown model {name!r}")
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
 
-    header = f"{'model':<12}" + "".join(f"{c:>11}" for c in COLUMNS) + f"{'epochs':>8}{'seconds':>9}"
+    header = (
+        f"{'model':<12}" + "".join(f"{c:>11}" for c in COLUMNS) + f"{'epochs':>8}{'seconds':>9}"
+    )
     print(header)
     for name, m in results.items():
         cells = "".join(f"{m[c]:>11.4f}" for c in COLUMNS)

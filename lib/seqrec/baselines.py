@@ -101,7 +101,9 @@ class ItemKNN(_ItemItemScorer):
                 a, b = np.meshgrid(items, items, indexing="ij")
                 off_diagonal = a != b
                 pair_keys.append(a[off_diagonal] * size + b[off_diagonal])
-        keys, counts = np.unique(np.concatenate(pair_keys or [np.zeros(0, np.int64)]), return_counts=True)
+        keys, counts = np.unique(
+            np.concatenate(pair_keys or [np.zeros(0, np.int64)]), return_counts=True
+        )
         rows, cols = keys // size, keys % size
         sim = counts / np.sqrt(support[rows] * support[cols])
         # Keep each item's `neighbours` most similar items (ties: lower id first, fixed).
@@ -133,7 +135,9 @@ class MarkovChain(_ItemItemScorer):
             for s in sequences
             if len(s) > 1
         ]
-        keys, counts = np.unique(np.concatenate(pairs or [np.zeros(0, np.int64)]), return_counts=True)
+        keys, counts = np.unique(
+            np.concatenate(pairs or [np.zeros(0, np.int64)]), return_counts=True
+        )
         rows, cols = keys // size, keys % size
         out_degree = np.bincount(rows, weights=counts, minlength=size)
         probs = counts / out_degree[rows]

@@ -204,8 +204,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
     run_id = f"{config.run_date}-{uuid.uuid4().hex[:8]}"
     staged = tables.staging_dir(output, run_id)
     try:
-        raw, item_meta = read_raw(spark, config, staged)
-        ingest.check_input(raw, config.source)
+        raw, item_meta = read_raw(spark, config, staged)  # the adapter checks the input files
         stages.done("read", f"source={config.source}")
 
         tagged = raw.transform(

@@ -149,15 +149,17 @@ def tag_rejections(
 
     ``run_date`` is ``YYYY-MM-DD``; all day boundaries are UTC whatever the session time zone.
     """
-    # One sort order serves every window: (user, day, the rest of the duplicate key, rejected,
-    # source file, source row). Each window's partition and order keys are a prefix of it, so
-    # Spark shuffles and sorts once. Copies of one event are adjacent, rows that passed the row
-    # checks first, then in source order: the first of them is the copy to keep.
+    # One shuffle and one sort serve every window. The explicit repartition by user satisfies
+    # them all (left to itself, Spark would shuffle by each window's own partition keys), and
+    # the sort order (user, day, the rest of the duplicate key, rejected, source file, source
+    # row) starts with every window's partition and order keys. Copies of one event are
+    # adjacent, rows that passed the row checks first, then in source order: the first of them
+    # is the copy to keep. Later per-user steps (sessionize, sequences) reuse the partitioning.
     source_order = (_REJECTED, S.SOURCE_FILE, S.SOURCE_ROW)
     same_event = Window.partitionBy(S.USER_ID, _DAY, *DUPLICATE_KEY[1:]).orderBy(*source_order)
-    by_user = Window.partitionBy(S.USER_ID).orderBy(_DAY, *DUPLICATE_KEY[1:], *source_order)
     tagged = (
-        raw.withColumn(_EARLY, _early_reason(run_date, max_future_days, max_id_length))
+        raw.repartition(S.USER_ID)
+        .withColumn(_EARLY, _early_reason(run_date, max_future_days, max_id_length))
         .withColumn(_REJECTED, F.col(_EARLY).isNotNull())
         .withColumn(_DAY, F.floor(F.unix_seconds(S.EVENT_TIME) / F.lit(_SECONDS_PER_DAY)))
         .withColumn(_COPY, F.row_number().over(same_event))
@@ -174,7 +176,11 @@ def tag_rejections(
         busiest_day = F.max(_DAY_COUNT).over(Window.partitionBy(S.USER_ID))
         is_bot = is_bot | (busiest_day > bot_max_events_per_day)
     if bot_min_median_gap_seconds > 0:
-        before_row = by_user.rowsBetween(Window.unboundedPreceding, -1)
+        # Ordering by time alone is enough: the gaps between sorted times are the same whatever
+        # the order among equal times. (It is also a prefix of the sort already made; adding the
+        # other key fields would not be, as Spark normalizes the price for partitioning.)
+        by_time = Window.partitionBy(S.USER_ID).orderBy(_DAY, S.EVENT_TIME)
+        before_row = by_time.rowsBetween(Window.unboundedPreceding, -1)
         counted_micros = F.when(counted, F.unix_micros(S.EVENT_TIME))
         tagged = tagged.withColumn(
             _PREV_COUNTED_MICROS, F.last(counted_micros, ignorenulls=True).over(before_row)

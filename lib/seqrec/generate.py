@@ -296,7 +296,6 @@ _ITEM_ZIPF = 1.1  # exponent of the item popularity inside a leaf
 _ACTIVITY_POWER_WEIGHT = 0.7  # G(x) = w·x³ + (1 - w)·(1 - (1 - x)^beta)
 _ACTIVITY_PARETO_BETA = 0.6  # 1 - 1/alpha for a Pareto tail with alpha = 2.5
 _MIN_SESSION_SPACING_S = 3 * 3600  # at most one session per this many seconds of a user's window
-_BOT_EVENTS_CAP_DAYS = 3  # a bot is active for 1-3 days
 _FUTURE_SHIFT_S = 40 * 365 * 86400
 _PAST_SHIFT_S = 60 * 365 * 86400
 _DAY_S = 86400
@@ -366,10 +365,18 @@ def _plan(spark: SparkSession, config: GeneratorConfig) -> _Plan:
 
 
 # --- expression helpers -------------------------------------------------------------------------
-def _unit(seed: int, salt: str, *keys: Column) -> Column:
-    """A pseudo-random double in [0, 1), a pure function of the seed, the salt and the keys."""
-    hashed = F.xxhash64(F.lit(seed), F.lit(salt), *keys)
-    return F.shiftrightunsigned(hashed, 11) / F.lit(float(1 << 53))
+_UNIT_BITS = 21  # three uniforms per 64-bit hash; 2^-21 resolution is ample for every choice
+
+
+def _hash(seed: int, salt: str, *keys: Column) -> Column:
+    """64 pseudo-random bits, a pure function of the seed, the salt and the keys."""
+    return F.xxhash64(F.lit(seed), F.lit(salt), *keys)
+
+
+def _unit(bits: Column, part: int = 0) -> Column:
+    """Uniform ``part`` (0, 1 or 2) in [0, 1) of the three packed in 64 hashed bits."""
+    mask = (1 << _UNIT_BITS) - 1
+    return F.shiftrightunsigned(bits, _UNIT_BITS * part).bitwiseAND(mask) / float(mask + 1)
 
 
 def _div(a: Column, b: Column | int) -> Column:
@@ -383,9 +390,9 @@ def _zipf_rank(u: Column, n: Column | int, exponent: float) -> Column:
     The inverse CDF of the continuous power law on [1, n + 1), floored; ``exponent != 1``.
     """
     e = 1.0 - exponent
-    top = F.pow(F.lit(n) + 1 if isinstance(n, int) else n + 1, e)
-    x = F.pow(1 + u * (top - 1), 1.0 / e)
-    return F.least(F.floor(x) - 1, F.lit(n) - 1 if isinstance(n, int) else n - 1).cast("long")
+    size = F.lit(n) if isinstance(n, int) else n
+    x = F.pow(1 + u * (F.pow(size + 1, e) - 1), 1.0 / e)
+    return F.least(F.floor(x) - 1, size - 1).cast("long")
 
 
 def _at(array: Column, index: Column) -> Column:
@@ -398,7 +405,7 @@ def _at(array: Column, index: Column) -> Column:
 
 
 def _words(values: tuple[str, ...]) -> Column:
-    """A literal ``array<string>``; one ``split`` of one literal, which the optimizer folds.
+    """A literal ``array<string>``: one ``split`` of one literal, which the optimizer folds.
 
     ``F.array(*map(F.lit, ...))`` would cost one Py4J round trip per word.
     """
@@ -418,6 +425,11 @@ def _pick(rows: tuple[tuple[str, ...], ...], row: Column, u: Column) -> Column:
     return _at(_words(tuple(word for words in rows for word in words)), index)
 
 
+def _popular_leaf(u: Column, leaf_order: tuple[int, ...]) -> Column:
+    """A leaf drawn from the leaf popularity (Zipf over ``leaf_order``)."""
+    return _at(_numbers(leaf_order, "int"), _zipf_rank(u, len(leaf_order), _LEAF_ZIPF))
+
+
 def _iso_utc(epoch_s: Column) -> Column:
     """``yyyy-MM-ddTHH:mm:ssZ`` by arithmetic, so the session time zone cannot shift it."""
     day = F.floor(epoch_s / _DAY_S).cast("int")
@@ -435,8 +447,7 @@ def _iso_utc(epoch_s: Column) -> Column:
 
 
 def _leaf_path(leaf: Column) -> Column:
-    paths = [f"{_CATALOG[d].name}>{leaf_.path}" for d, leaf_ in _LEAVES]
-    return _at(_words(tuple(paths)), leaf)
+    return _at(_words(tuple(f"{_CATALOG[d].name}>{leaf_.path}" for d, leaf_ in _LEAVES)), leaf)
 
 
 def _leaf_department(leaf: Column) -> Column:
@@ -449,19 +460,15 @@ def _leaf_base_price(leaf: Column) -> Column:
 
 def _item_cents(seed: int, idx: Column, n_leaves: int) -> Column:
     """Price in cents, log-normal (sigma 0.5) around the leaf's base, ending in .99."""
-    normal = (
-        _unit(seed, "p1", idx) + _unit(seed, "p2", idx) + _unit(seed, "p3", idx) - 1.5
-    ) * 2.0  # Irwin-Hall: mean 0, variance 1
+    bits = _hash(seed, "price", idx)
+    normal = (_unit(bits, 0) + _unit(bits, 1) + _unit(bits, 2) - 1.5) * 2.0  # Irwin-Hall, var 1
     price = _leaf_base_price(F.pmod(idx, n_leaves)) * F.exp(normal * 0.5)
     return F.greatest(F.floor(price), F.lit(1)) * 100 - 1
 
 
 def _cents_text(cents: Column) -> Column:
-    return F.concat(
-        _div(cents, 100).cast("string"),
-        F.lit("."),
-        F.lpad(F.pmod(cents, 100).cast("string"), 2, "0"),
-    )
+    whole, rest = _div(cents, 100).cast("string"), F.pmod(cents, 100).cast("string")
+    return F.concat(whole, F.lit("."), F.lpad(rest, 2, "0"))
 
 
 def _item_id(idx: Column, n_items: int, perm: tuple[int, int]) -> Column:
@@ -474,20 +481,27 @@ def generate_items(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
     """The catalogue: one row per item with a composed title, brand, category path and price."""
     plan = _plan(spark, config)
     seed = plan.seed
-    idx = F.col("id")
+    idx, bits, more_bits = F.col("id"), F.col("_bits"), F.col("_more_bits")
     leaf = F.pmod(idx, plan.n_leaves)
     dept = _leaf_department(leaf)
-    brand = _pick(_BRANDS, dept, _unit(seed, "ib", idx))
-    adjective = _pick(_ADJECTIVES, dept, _unit(seed, "ia", idx))
-    variant = _pick(_VARIANTS, dept, _unit(seed, "iv", idx))
-    noun = _pick(_NOUNS, leaf, _unit(seed, "in", idx))
-    size = _pick(_SIZES, leaf, _unit(seed, "is", idx))
+    title = F.concat_ws(
+        ", ",
+        F.concat_ws(
+            " ",
+            BRAND,
+            _pick(_ADJECTIVES, dept, _unit(bits, 1)),
+            _pick(_NOUNS, leaf, _unit(more_bits, 0)),
+        ),
+        _pick(_VARIANTS, dept, _unit(bits, 2)),
+        _pick(_SIZES, leaf, _unit(more_bits, 1)),
+    )
     return (
         spark.range(plan.n_items, numPartitions=plan.item_partitions)
-        .withColumn(BRAND, brand)
+        .withColumns({"_bits": _hash(seed, "item", idx), "_more_bits": _hash(seed, "item2", idx)})
+        .withColumn(BRAND, _pick(_BRANDS, dept, _unit(bits, 0)))
         .select(
             _item_id(idx, plan.n_items, plan.item_perm).alias(ITEM_ID),
-            F.concat_ws(", ", F.concat_ws(" ", BRAND, adjective, noun), variant, size).alias(TITLE),
+            title.alias(TITLE),
             F.col(BRAND),
             _leaf_path(leaf).alias(CATEGORY),
             (_item_cents(seed, idx, plan.n_leaves) / 100.0).alias(PRICE),
@@ -496,7 +510,7 @@ def generate_items(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
 
 
 # --- events -------------------------------------------------------------------------------------
-# Private working columns of the event pipeline.
+# Working columns of the event pipeline. Per user:
 _ROW = "_row"  # the user's row number: the key of every per-user random choice
 _IS_BOT = "_is_bot"
 _FIRST = "_first"  # global number of the user's first event
@@ -504,11 +518,22 @@ _N = "_n"  # the user's number of events
 _T0 = "_t0"  # the user's first active second, from the start of the window
 _WINDOW = "_window"  # length in seconds of the user's active window
 _SESSIONS = "_sessions"
-_J = "_j"  # position among the user's events
-_E = "_e"  # global event number: the key of every per-event random choice
+_PREFS = "_prefs"  # the user's preferred leaves (the first n_prefs count)
+_N_PREFS = "_n_prefs"
+_CRAWL = "_crawl"  # a bot's first item index
+# per session:
 _S = "_s"  # session number inside the user
+_FROM = "_from"  # position of its first event among the user's events
+_LEN = "_len"
+_START = "_start"  # its first second, from the start of the window (fractional)
+_GAP = "_gap"  # mean gap between its events in seconds
+_SESSION_LEAF = "_session_leaf"
+_CART_AT = "_cart_at"  # position of its cart event, -1 for none
+_BUYS = "_buys"  # whether it ends with a purchase
+_OPENS_WITH_SEARCH = "_opens_with_search"
+# per event:
 _P = "_p"  # position inside the session
-_LEN = "_len"  # length of the session
+_E = "_e"  # global event number: the key of every per-event random choice
 _T = "_t"  # epoch seconds
 _IDX = "_idx"  # item index, null for a search without a click
 _TYPE = "_type"
@@ -522,11 +547,11 @@ def _activity_curve(x: Column) -> Column:
 
 
 def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
-    """One row per user (humans and bots mixed): its event block, active window and sessions."""
+    """One row per user (humans and bots mixed): its event block, window, sessions, tastes."""
     seed, n_users, n_human, span = plan.seed, plan.n_users, plan.human_events, plan.span_s
     a, c = plan.user_perm
-    row, slot, is_bot = F.col(_ROW), F.col("_slot"), F.col(_IS_BOT)
-    n, window = F.col(_N), F.col(_WINDOW)
+    slot, is_bot, n, window = F.col("_slot"), F.col(_IS_BOT), F.col(_N), F.col(_WINDOW)
+    bits, more_bits, taste_bits = F.col("_bits"), F.col("_more_bits"), F.col("_taste_bits")
 
     def start_of(rank: Column) -> Column:
         return F.round(_activity_curve(rank / n_users) * n_human).cast("long")
@@ -535,27 +560,31 @@ def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
     first = F.when(is_bot, bot_number * plan.bot_events + n_human).otherwise(start_of(slot))
     end = (
         F.when(is_bot, (bot_number + 1) * plan.bot_events + n_human)
-        .when(slot == n_users - 1, F.lit(n_human))  # exact total despite rounding
+        .when(slot == n_users - 1, F.lit(n_human))  # the exact total despite rounding
         .otherwise(start_of(slot + 1))
     )
-    u_join, u_stay = _unit(seed, "uj", row), _unit(seed, "us", row)
+    u_join, u_stay = _unit(bits, 0), _unit(bits, 1)
     bot_window = F.least(F.lit(span), F.floor((1 + 2 * u_stay) * _DAY_S))
     human_t0 = F.floor(u_join * 0.8 * span)
     t0 = F.when(is_bot, F.floor(u_join * (span - bot_window))).otherwise(human_t0)
     human_window = F.floor((span - human_t0) * (0.2 + 0.8 * u_stay))
-    mean_session = 2 + 8 * F.pow(_unit(seed, "ul", row), 2.0)
+    mean_session = 2 + 8 * F.pow(_unit(bits, 2), 2.0)
     human_sessions = F.least(
         F.greatest(F.round(n / mean_session), F.lit(1)),
         n,
         F.greatest(F.floor(window / _MIN_SESSION_SPACING_S), F.lit(1)),
     )
-    bot_sessions = F.least(1 + F.floor(_unit(seed, "ub", row) * 3), n)
+    bot_sessions = F.least(1 + F.floor(_unit(more_bits, 0) * 3), n)
+    prefs = [_popular_leaf(_unit(taste_bits, i), plan.leaf_order) for i in range(3)]
     return (
         spark.range(n_users + plan.n_bots, numPartitions=plan.partitions)
         .select(
             F.col("id").alias(_ROW),
-            # activity rank of a human, n_users + bot number of a bot
+            # the activity rank of a human, n_users + the bot number of a bot
             F.pmod(F.col("id") * a + c, n_users + plan.n_bots).alias("_slot"),
+            _hash(seed, "user", F.col("id")).alias("_bits"),
+            _hash(seed, "user2", F.col("id")).alias("_more_bits"),
+            _hash(seed, "taste", F.col("id")).alias("_taste_bits"),
         )
         .withColumn(_IS_BOT, slot >= n_users)
         .withColumns(
@@ -564,202 +593,182 @@ def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
                 _N: end - first,
                 _T0: t0.cast("long"),
                 _WINDOW: F.when(is_bot, bot_window).otherwise(human_window).cast("long"),
+                _PREFS: F.array(*prefs),
+                _N_PREFS: (1 + F.floor(_unit(more_bits, 2) * 3)).cast("int"),
+                _CRAWL: F.floor(_unit(more_bits, 1) * plan.n_items).cast("long"),
             }
         )
         .where(n > 0)
         .withColumn(_SESSIONS, F.when(is_bot, bot_sessions).otherwise(human_sessions).cast("long"))
-        .drop("_slot")
+        .drop("_slot", "_bits", "_more_bits", "_taste_bits")
     )
 
 
-def _explode_events(users: DataFrame) -> DataFrame:
-    """One row per event: its position in the user's block and its global number."""
-    return users.withColumn(
-        _J, F.explode(F.sequence(F.lit(0).cast("long"), F.col(_N) - 1))
-    ).withColumn(_E, F.col(_FIRST) + F.col(_J))
+def _session_leaf(seed: int, session: Column, leaf_order: tuple[int, ...]) -> Column:
+    """The leaf a session focuses on: one of the user's preferred leaves (the first most often),
+    or, one time in ten, any leaf."""
+    bits = _hash(seed, "leaf", F.col(_ROW), session)
+    preference = F.floor(F.pow(_unit(bits, 2), 2.0) * F.col(_N_PREFS))
+    return F.when(_unit(bits, 0) < 0.1, _popular_leaf(_unit(bits, 1), leaf_order)).otherwise(
+        _at(F.col(_PREFS), preference)
+    )
 
 
-def _with_sessions(events: DataFrame, seed: int) -> DataFrame:
-    """Session number, position and session length of each event, in closed form.
+def _explode_sessions(users: DataFrame, seed: int, leaf_order: tuple[int, ...]) -> DataFrame:
+    """One row per session: its events, place in time, focus leaf and funnel.
 
-    The first event of session ``s`` is drawn inside ``[ceil(k·s/S), ceil(k·(s+1)/S))``, so the
-    event at position ``j`` belongs to stratum ``s0 = floor(j·S/k)``'s session or the one before.
+    The first event of session ``s`` is drawn inside ``[ceil(k·s/S), ceil(k·(s+1)/S))`` of the
+    user's ``k`` events, so sessions are never empty and their sizes vary (0-2x the mean). The
+    session starts at a random point of the ``s``-th ``S``-th of the user's window, leaving
+    room for all its gaps, so times never go backwards.
     """
-    k, n_sessions, j = F.col(_N), F.col(_SESSIONS), F.col(_J)
+    row, s, k, n_sessions = F.col(_ROW), F.col(_S), F.col(_N), F.col(_SESSIONS)
+    length, bits, more_bits = F.col(_LEN), F.col("_bits"), F.col("_more_bits")
 
-    def cut(s: Column) -> Column:
-        low = _div(k * s + n_sessions - 1, n_sessions)
-        high = _div(k * (s + 1) + n_sessions - 1, n_sessions)
-        inner = low + F.floor(_unit(seed, "cut", F.col(_ROW), s) * (high - low))
-        return F.when(s <= 0, F.lit(0)).when(s >= n_sessions, k).otherwise(inner).cast("long")
+    def cut(session: Column) -> Column:
+        low = _div(k * session + n_sessions - 1, n_sessions)
+        high = _div(k * (session + 1) + n_sessions - 1, n_sessions)
+        inner = low + F.floor(_unit(_hash(seed, "cut", row, session)) * (high - low))
+        return F.when(session == 0, F.lit(0)).when(session == n_sessions, k).otherwise(inner)
 
-    stratum = F.col("_s0")
-    in_stratum_session = j >= F.col("_cut0")
+    stratum = F.col(_WINDOW) / n_sessions
+    human_gap = F.exp(math.log(4.0) + _unit(bits, 0) * math.log(180.0 / 4.0))  # 4 s - 3 min
+    bot_gap = 0.3 + 0.6 * _unit(bits, 0)
+    # the session's gaps (up to 1.8 mean gaps each) fit into its stratum
+    gap = F.least(F.when(F.col(_IS_BOT), bot_gap).otherwise(human_gap), stratum / (length + 1))
+    start = F.col(_T0) + stratum * s + _unit(bits, 1) * (stratum - F.col(_GAP) * (length + 1))
+    has_cart = (length >= 2) & (_unit(bits, 2) < 0.08 + 0.02 * F.least(length, F.lit(8)))
+    cart_at = 1 + F.floor(_unit(more_bits, 0) * F.greatest(length - 2, F.lit(1)))
+    buys = F.when(
+        has_cart, (length >= 3) & (_unit(more_bits, 1) < 0.45)
+    ).otherwise(  # a "buy now" without a cart
+        (length >= 2) & (_unit(more_bits, 1) < 0.02)
+    )
     return (
-        events.withColumn("_s0", _div(j * n_sessions, k))
+        users.withColumn(_S, F.explode(F.sequence(F.lit(0).cast("long"), n_sessions - 1)))
         .withColumns(
             {
-                "_cut_prev": cut(stratum - 1),
-                "_cut0": cut(stratum),
-                "_cut_next": cut(stratum + 1),
+                _FROM: cut(s).cast("long"),
+                "_to": cut(s + 1).cast("long"),
+                "_bits": _hash(seed, "session", row, s),
+                "_more_bits": _hash(seed, "session2", row, s),
             }
         )
+        .withColumn(_LEN, F.col("_to") - F.col(_FROM))
+        .withColumn(_GAP, gap)
         .withColumns(
             {
-                _S: F.when(in_stratum_session, stratum).otherwise(stratum - 1),
-                "_from": F.when(in_stratum_session, F.col("_cut0")).otherwise(F.col("_cut_prev")),
-                "_to": F.when(in_stratum_session, F.col("_cut_next")).otherwise(F.col("_cut0")),
+                _START: start,
+                _SESSION_LEAF: _session_leaf(seed, s, leaf_order),
+                _CART_AT: F.when(has_cart, cart_at).otherwise(F.lit(-1)).cast("long"),
+                _BUYS: ~F.col(_IS_BOT) & buys,
+                _OPENS_WITH_SEARCH: ~F.col(_IS_BOT) & (_unit(more_bits, 2) < 0.35),
             }
         )
-        .withColumns({_P: j - F.col("_from"), _LEN: F.col("_to") - F.col("_from")})
-        .drop("_s0", "_cut_prev", "_cut0", "_cut_next", "_from", "_to")
+        .drop("_to", "_bits", "_more_bits")
     )
 
 
-def _with_times(events: DataFrame, seed: int, start_epoch: int) -> DataFrame:
-    """Epoch seconds of each event: sessions in their strata of the window, gaps inside them."""
-    row, s, p, length = F.col(_ROW), F.col(_S), F.col(_P), F.col(_LEN)
-    stratum_s = F.col(_WINDOW) / F.col(_SESSIONS)
-    u_gap = _unit(seed, "tg", row, s)
-    human_gap = F.exp(math.log(4.0) + u_gap * math.log(180.0 / 4.0))  # 4 s - 3 min
-    bot_gap = 0.3 + 0.6 * u_gap
-    gap = F.col("_gap")
-    # the session (gaps of up to 1.8 mean gaps) fits in its stratum, so time never goes back
-    session_start = (
-        F.col(_T0) + stratum_s * s + _unit(seed, "ts", row, s) * (stratum_s - gap * (length + 1))
-    )
-    offset = gap * (p + 0.8 * _unit(seed, "tp", F.col(_E)))
+def _explode_events(sessions: DataFrame, seed: int, start_epoch: int) -> DataFrame:
+    """One row per event: position in its session, global number and time."""
+    p = F.col(_P)
+    offset = F.col(_GAP) * (p + 0.8 * _unit(_hash(seed, "time", F.col(_E))))  # gaps 0.2-1.8x
     return (
-        events.withColumn(
-            "_gap",
-            F.least(F.when(F.col(_IS_BOT), bot_gap).otherwise(human_gap), stratum_s / (length + 1)),
-        )
-        .withColumn(_T, F.floor(session_start + offset).cast("long") + start_epoch)
-        .drop("_gap")
+        sessions.withColumn(_P, F.explode(F.sequence(F.lit(0).cast("long"), F.col(_LEN) - 1)))
+        .withColumn(_E, F.col(_FIRST) + F.col(_FROM) + p)
+        .withColumn(_T, F.floor(F.col(_START) + offset).cast("long") + start_epoch)
     )
 
 
 def _with_actions(
-    events: DataFrame, seed: int, n_items: int, n_leaves: int, leaf_order: tuple[int, ...]
+    events: DataFrame, seed: int, n_items: int, leaf_order: tuple[int, ...]
 ) -> DataFrame:
     """Event type, item index and query leaf of each event (see the module docstring).
 
-    Shared sub-results are materialized as columns, stage by stage: inlined, the expression
-    trees outgrow the 64 KB limit of generated Java methods and Spark falls back to the
-    (much slower) interpreter.
+    Shared sub-results are materialized as columns stage by stage: inlined, the expression
+    trees get duplicated and the generated Java methods too big for the JIT compiler.
     """
-    row, s, p, length, e = F.col(_ROW), F.col(_S), F.col(_P), F.col(_LEN), F.col(_E)
-    is_bot, seen = F.col(_IS_BOT), F.col("_seen")
-    has_cart, cart_at, r = F.col("_has_cart"), F.col("_cart_at"), F.col("_r")
-    is_purchase, is_cart, is_search = F.col("_purchase"), F.col("_cart"), F.col("_search")
-    is_fav, is_click = F.col("_fav"), F.col("_click")
-    slot_s, slot_p, repeat, back = F.col("_slot_s"), F.col("_slot_p"), F.col("_rp"), F.col("_rb")
-    leaves_by_rank = _numbers(leaf_order, "int")
+    row, s, p, length = F.col(_ROW), F.col(_S), F.col(_P), F.col(_LEN)
+    is_bot, cart_at, seen = F.col(_IS_BOT), F.col(_CART_AT), F.col("_seen")
+    slot_s, slot_p = F.col("_slot_s"), F.col("_slot_p")
+    bits, repeat_bits, browse_bits = F.col("_bits"), F.col("_repeat_bits"), F.col("_browse_bits")
+    n_leaves = len(leaf_order)
 
-    def popular_leaf(u: Column) -> Column:
-        return _at(leaves_by_rank, _zipf_rank(u, n_leaves, _LEAF_ZIPF))
-
-    def session_leaf(session: Column) -> Column:
-        """The leaf a session focuses on: one of the user's 1-3 preferred leaves, or another."""
-        n_preferred = 1 + F.floor(_unit(seed, "np", row) * 3)
-        preference = F.floor(F.pow(_unit(seed, "lp", row, session), 2.0) * n_preferred)
-        explores = _unit(seed, "lx", row, session) < 0.1
-        return F.when(explores, popular_leaf(_unit(seed, "le", row, session))).otherwise(
-            popular_leaf(_unit(seed, "pl", row, preference))
-        )
-
-    buy_u = _unit(seed, "by", row, s)
-    buys = has_cart & (length >= 3) & (buy_u < 0.45)
-    buys_now = ~has_cart & (length >= 2) & (buy_u < 0.02)
-    opens_with_search = _unit(seed, "sf", row, s) < 0.35
-    within = (seen >= 1) & (repeat < 0.2)  # re-view an item of this session
-    earlier = (s >= 1) & (repeat >= 0.2) & (repeat < 0.28)  # ... or of an earlier session
-    off_focus = _unit(seed, "bx", row, slot_s, slot_p) < 0.12
-    leaf = F.col("_leaf")
-    in_leaf = _div(n_items - 1 - leaf, n_leaves) + 1
-    rank = _zipf_rank(_unit(seed, "br", row, slot_s, slot_p), in_leaf, _ITEM_ZIPF)
-    crawled = F.pmod(F.floor(_unit(seed, "bc", row) * n_items) + F.col(_J), n_items)
-    no_click = is_search & (_unit(seed, "nc", e) < 0.3)
+    r = _unit(bits, 0)
+    is_purchase = F.col(_BUYS) & (p == length - 1)
+    is_cart = p == cart_at
+    is_search = ((p == 0) & F.col(_OPENS_WITH_SEARCH)) | ((p > 0) & (r < 0.04))
+    is_fav = (p >= 1) & (r >= 0.04) & (r < 0.07)
+    is_click = (r >= 0.07) & (r < 0.22)
+    event_type = (
+        F.when(is_bot, F.lit(VIEW))
+        .when(is_purchase, F.lit(PURCHASE))
+        .when(is_cart, F.lit(CART))
+        .when(is_search, F.lit(SEARCH))
+        .when(is_fav, F.lit(FAV))
+        .when(is_click, F.lit(CLICK))
+        .otherwise(F.lit(VIEW))  # the remaining case by construction, not a catch-all
+    )
+    # The position whose item this event shows: a cart and its purchase show the item seen
+    # just before the cart, a favourite (or a "buy now") the item seen just before.
+    event_type_is = F.col(_TYPE)
+    seen_position = (
+        F.when((event_type_is == PURCHASE) & (cart_at >= 0), cart_at - 1)
+        .when(event_type_is.isin(PURCHASE, FAV), p - 1)
+        .when(event_type_is == CART, cart_at - 1)
+        .otherwise(p)
+    )
+    u_repeat, u_back = _unit(repeat_bits, 0), _unit(repeat_bits, 1)
+    within = (seen >= 1) & (u_repeat < 0.2)  # re-view an item of this session
+    earlier = (s >= 1) & (u_repeat >= 0.2) & (u_repeat < 0.28)  # ... or of an earlier one
+    leaf = (
+        F.when(_unit(browse_bits, 0) < 0.12, _popular_leaf(_unit(browse_bits, 1), leaf_order))
+        .when(slot_s == s, F.col(_SESSION_LEAF))
+        .otherwise(_session_leaf(seed, slot_s, leaf_order))
+    )
+    in_leaf = _div(n_items - 1 - F.col("_leaf"), n_leaves) + 1
+    rank = _zipf_rank(_unit(browse_bits, 2), in_leaf, _ITEM_ZIPF)
+    no_click = (F.col(_TYPE) == SEARCH) & (_unit(bits, 1) < 0.3)
     return (
-        events.withColumns(
-            {
-                "_has_cart": (length >= 2)
-                & (_unit(seed, "ct", row, s) < 0.08 + 0.02 * F.least(length, F.lit(8))),
-                "_cart_at": 1
-                + F.floor(_unit(seed, "cp", row, s) * F.greatest(length - 2, F.lit(1))),
-                "_r": _unit(seed, "ty", e),
-            }
-        )
+        events.withColumn("_bits", _hash(seed, "event", F.col(_E)))
+        .withColumn(_TYPE, event_type)
+        .withColumn("_seen", seen_position.cast("long"))
+        .withColumn("_repeat_bits", _hash(seed, "repeat", row, s, seen))
         .withColumns(
             {
-                "_purchase": (buys | buys_now) & (p == length - 1),
-                "_cart": has_cart & (p == cart_at),
-                "_search": ((p == 0) & opens_with_search) | ((p > 0) & (r < 0.04)),
-                "_fav": (p >= 1) & (r >= 0.04) & (r < 0.07),
-                "_click": (r >= 0.07) & (r < 0.22),
-            }
-        )
-        .withColumns(
-            {
-                _TYPE: F.when(is_bot, F.lit(VIEW))
-                .when(is_purchase, F.lit(PURCHASE))
-                .when(is_cart, F.lit(CART))
-                .when(is_search, F.lit(SEARCH))
-                .when(is_fav, F.lit(FAV))
-                .when(is_click, F.lit(CLICK))
-                .otherwise(F.lit(VIEW)),  # the remaining case by construction, not a catch-all
-                # position whose item this event shows: carts and purchases take the item seen
-                # just before the cart, favourites the item seen just before
-                "_seen": F.when(is_purchase & has_cart, cart_at - 1)
-                .when(is_purchase | is_fav, p - 1)
-                .when(is_cart, cart_at - 1)
-                .otherwise(p)
-                .cast("long"),
-                "_no_click": no_click,
-            }
-        )
-        .withColumns(
-            {"_rp": _unit(seed, "rp", row, s, seen), "_rb": _unit(seed, "rb", row, s, seen)}
-        )
-        .withColumns(
-            {
-                "_slot_s": F.when(earlier, F.floor(back * s)).otherwise(s).cast("long"),
-                "_slot_p": F.when(within, F.floor(back * seen))
-                .when(earlier, F.floor(_unit(seed, "rq", row, s, seen) * 4))
+                "_slot_s": F.when(earlier, F.floor(u_back * s)).otherwise(s).cast("long"),
+                "_slot_p": F.when(within, F.floor(u_back * seen))
+                .when(earlier, F.floor(_unit(repeat_bits, 2) * 4))
                 .otherwise(seen)
                 .cast("long"),
             }
         )
+        .withColumn("_browse_bits", _hash(seed, "browse", row, slot_s, slot_p))
+        .withColumn("_leaf", leaf)
         .withColumns(
             {
-                "_leaf": F.when(
-                    off_focus, popular_leaf(_unit(seed, "bl", row, slot_s, slot_p))
-                ).otherwise(session_leaf(slot_s)),
-                _QUERY_LEAF: F.when(~is_bot & is_search, session_leaf(s)),
+                _IDX: F.when(is_bot, F.pmod(F.col(_CRAWL) + F.col(_FROM) + p, n_items))
+                .when(~no_click, rank * n_leaves + F.col("_leaf"))
+                .cast("long"),
+                _QUERY_LEAF: F.when(F.col(_TYPE) == SEARCH, F.col(_SESSION_LEAF)),
             }
-        )
-        .withColumn(
-            _IDX,
-            F.when(is_bot, crawled).when(~F.col("_no_click"), rank * n_leaves + leaf).cast("long"),
         )
     )
 
 
 def _query_text(seed: int, leaf: Column, e: Column) -> Column:
     """A shopper's query about a leaf: 'lipstick', 'matte lipstick', 'lumière lipstick', ..."""
+    bits = _hash(seed, "query", e)
     dept = _leaf_department(leaf)
-    noun = _pick(_NOUNS, leaf, _unit(seed, "qn", e))
-    word = _unit(seed, "qw", e)
-    adjective = _pick(_ADJECTIVES, dept, word)
-    brand = _pick(_BRANDS, dept, word)
-    variant = _pick(_VARIANTS, dept, word)
+    noun = _pick(_NOUNS, leaf, _unit(bits, 0))
+    word = _unit(bits, 1)
     budget = F.ceil(_leaf_base_price(leaf) * 1.2).cast("string")
-    pattern = F.floor(_unit(seed, "qp", e) * 5)
+    pattern = F.floor(_unit(bits, 2) * 5)
     return F.lower(
         F.when(pattern == 0, noun)
-        .when(pattern == 1, F.concat_ws(" ", adjective, noun))
-        .when(pattern == 2, F.concat_ws(" ", brand, noun))
-        .when(pattern == 3, F.concat_ws(" ", noun, variant))
+        .when(pattern == 1, F.concat_ws(" ", _pick(_ADJECTIVES, dept, word), noun))
+        .when(pattern == 2, F.concat_ws(" ", _pick(_BRANDS, dept, word), noun))
+        .when(pattern == 3, F.concat_ws(" ", noun, _pick(_VARIANTS, dept, word)))
         .when(pattern == 4, F.concat_ws(" ", noun, F.lit("under"), budget))
     )
 
@@ -768,9 +777,8 @@ def _to_raw(
     events: DataFrame, seed: int, n_items: int, n_leaves: int, item_perm: tuple[int, int]
 ) -> DataFrame:
     """The canonical RAW string columns, plus the working columns the malformer needs."""
-    idx = F.col(_IDX)
+    idx, query_leaf = F.col(_IDX), F.col(_QUERY_LEAF)
     user_id = F.concat(F.lit("u"), F.col(_ROW).cast("string"))
-    query_leaf = F.col(_QUERY_LEAF)
     return events.select(
         _E,
         _T,
@@ -786,23 +794,27 @@ def _to_raw(
 
 def _with_malformed(events: DataFrame, seed: int, share: float) -> DataFrame:
     """Break ``share`` of the rows, six kinds in equal parts; duplicates come out twice."""
-    e, kind = F.col(_E), F.col("_kind")
+    bits, kind = F.col("_bits"), F.col("_kind")
     no_user = kind == 0
     shift = F.when(kind == 2, F.lit(_FUTURE_SHIFT_S)).when(kind == 3, F.lit(-_PAST_SHIFT_S))
     copies = F.when(kind == 5, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
-    return events.withColumn(
-        "_kind", F.when(_unit(seed, "bad", e) < share, F.floor(_unit(seed, "bk", e) * 6))
-    ).withColumns(
-        {
-            USER_ID: F.when(no_user & (_unit(seed, "bu", e) < 0.5), F.lit(None).cast("string"))
-            .when(no_user, F.lit(""))
-            .otherwise(F.col(USER_ID)),
-            EVENT_TIME: F.when(kind == 1, F.lit(BAD_TIME)).otherwise(
-                _iso_utc(F.col(_T) + F.coalesce(shift, F.lit(0)))
-            ),
-            EVENT_TYPE: F.when(kind == 4, F.lit(UNKNOWN_EVENT_TYPE)).otherwise(F.col(EVENT_TYPE)),
-            "_copy": F.explode(copies),
-        }
+    return (
+        events.withColumn("_bits", _hash(seed, "malformed", F.col(_E)))
+        .withColumn("_kind", F.when(_unit(bits, 0) < share, F.floor(_unit(bits, 1) * 6)))
+        .withColumns(
+            {
+                USER_ID: F.when(no_user & (_unit(bits, 2) < 0.5), F.lit(None).cast("string"))
+                .when(no_user, F.lit(""))
+                .otherwise(F.col(USER_ID)),
+                EVENT_TIME: F.when(kind == 1, F.lit(BAD_TIME)).otherwise(
+                    _iso_utc(F.col(_T) + F.coalesce(shift, F.lit(0)))
+                ),
+                EVENT_TYPE: F.when(kind == 4, F.lit(UNKNOWN_EVENT_TYPE)).otherwise(
+                    F.col(EVENT_TYPE)
+                ),
+                "_copy": F.explode(copies),
+            }
+        )
     )
 
 
@@ -815,10 +827,9 @@ def generate_events(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
     plan = _plan(spark, config)
     return (
         _users(spark, plan)
-        .transform(_explode_events)
-        .transform(_with_sessions, plan.seed)
-        .transform(_with_times, plan.seed, plan.start_epoch)
-        .transform(_with_actions, plan.seed, plan.n_items, plan.n_leaves, plan.leaf_order)
+        .transform(_explode_sessions, plan.seed, plan.leaf_order)
+        .transform(_explode_events, plan.seed, plan.start_epoch)
+        .transform(_with_actions, plan.seed, plan.n_items, plan.leaf_order)
         .transform(_to_raw, plan.seed, plan.n_items, plan.n_leaves, plan.item_perm)
         .transform(_with_malformed, plan.seed, config.malformed_share)
         .select(*SYNTHETIC_EVENTS.fieldNames())

@@ -509,12 +509,13 @@ def _yoochoose_events(spark: SparkSession, path: str) -> DataFrame:
     time_text = F.when(is_tsv, _field(2, 3)).when(~is_tsv, _field(1, 4))
     event_time = F.when(is_tsv, _epoch(time_text)).when(~is_tsv, _iso_time(time_text))
     session = F.when(is_tsv, _field(0, 3)).when(~is_tsv, _field(0, 4))
+    parsed = F.when(is_tsv, F.size(_FIELDS) == 3).when(~is_tsv, F.size(_FIELDS) == 4)
     values = {
         USER_ID: session,
         SOURCE_SESSION_ID: session,
         ITEM_ID: F.when(is_tsv, _field(1, 3)).when(~is_tsv, _field(2, 4)),
         EVENT_TIME: event_time,
-        EVENT_TYPE: F.lit(CLICK),
+        EVENT_TYPE: F.when(parsed, F.lit(CLICK)),
         # RecSys'15: "0" means the category is missing; "S" (special offer) and brand ids are kept.
         CATEGORY: F.when(~is_tsv, F.nullif(_field(3, 4), F.lit("0"))),
     }
@@ -537,7 +538,7 @@ def _diginetica_events(spark: SparkSession, path: str) -> DataFrame:
         SOURCE_SESSION_ID: session,
         ITEM_ID: _field(2, 5),
         EVENT_TIME: event_time,
-        EVENT_TYPE: F.lit(VIEW),
+        EVENT_TYPE: F.when(F.size(_FIELDS) == 5, F.lit(VIEW)),
     }
     errors = [
         _field_count_error(5),
@@ -565,7 +566,7 @@ def _amazon_events(spark: SparkSession, path: str) -> DataFrame:
         USER_ID: user,
         ITEM_ID: item,
         EVENT_TIME: F.timestamp_seconds(F.lit(_AMAZON_BASE_EPOCH_S) + F.col(_POS)),
-        EVENT_TYPE: F.lit(RATING),
+        EVENT_TYPE: F.when(item.isNotNull(), F.lit(RATING)),
     }
     return _raw_events(exploded, values, [F.when(item.isNull(), F.lit("no items"))])
 
@@ -578,7 +579,7 @@ def _movielens_events(spark: SparkSession, path: str) -> DataFrame:
         USER_ID: _field(0, 4),
         ITEM_ID: _field(1, 4),
         EVENT_TIME: event_time,
-        EVENT_TYPE: F.lit(RATING),
+        EVENT_TYPE: F.when(F.size(_FIELDS) == 4, F.lit(RATING)),
     }
     errors = [_field_count_error(4), _failed(time_text, event_time, "unparseable timestamp")]
     return _raw_events(rows, values, errors)
@@ -822,10 +823,9 @@ def _spec_for(source: str, file: str) -> Source | None:
 
 
 def _looks_like_header(line: str, spec: Source) -> bool:
-    if not spec.header or spec.sep is None:
-        return False
-    names = {n.strip().lower() for n in line.split(spec.sep)}
-    return bool(names & {h.lower() for h in spec.header}) or not re.search(r"\d", line)
+    """Whether a line names at least one of the format's columns, whatever its delimiter."""
+    names = {n.strip().lower() for n in re.split(r"[,;\t| ]", line)}
+    return bool(names & {h.lower() for h in spec.header})
 
 
 def _header_message(file: str, source: str, line: str, expected: Sequence[str], sep: str) -> str:

@@ -74,7 +74,9 @@ class RankingMetrics:
         for k in self.ks:
             hit = ranks <= k
             self._add(f"recall@{k}", hit.sum().item())
-            self._add(f"ndcg@{k}", torch.where(hit, 1.0 / torch.log2(1.0 + ranks), 0.0).sum().item())
+            self._add(
+                f"ndcg@{k}", torch.where(hit, 1.0 / torch.log2(1.0 + ranks), 0.0).sum().item()
+            )
             self._add(f"mrr@{k}", torch.where(hit, reciprocal, 0.0).sum().item())
 
     def _add(self, key: str, value: float) -> None:
@@ -167,7 +169,9 @@ def _auc(scores: Tensor, labels: Tensor) -> float:
     sorted_scores = scores[order]
     ranks = torch.empty_like(scores)
     # Average the ranks within each group of tied scores.
-    _, group, counts = torch.unique_consecutive(sorted_scores, return_inverse=True, return_counts=True)
+    _, group, counts = torch.unique_consecutive(
+        sorted_scores, return_inverse=True, return_counts=True
+    )
     ends = counts.cumsum(0).double()
     mean_rank = ends - (counts.double() - 1) / 2
     ranks[order] = mean_rank[group]

@@ -71,7 +71,8 @@ class TrainResult:
     best_state: dict[str, Tensor]  # state_dict (on CPU) of the best validation epoch
     best_epoch: int
     best_metrics: dict[str, float]
-    seconds: float
+    seconds: float  # wall-clock time, validation included
+    cpu_seconds: float  # CPU time of this process (all threads): robust to a busy machine
     config: dict[str, Any] = field(default_factory=dict)
 
 
@@ -202,10 +203,13 @@ class TrainingObjective(nn.Module):
         elif config.loss == "sampled":
             assert self.sampler is not None
             negatives = self.sampler.sample(config.n_negatives, generator)
-            loss = sampled_softmax_loss(h, targets, model.item_table(), negatives, self.sampler.log_q)
+            loss = sampled_softmax_loss(
+                h, targets, model.item_table(), negatives, self.sampler.log_q
+            )
         else:
+            b, t = pair.targets.shape
             negatives = sample_negatives_excluding(
-                batch[ITEM_IDX], tuple(pair.targets.shape), model.config.n_items, generator
+                batch[ITEM_IDX], (b, t), model.config.n_items, generator
             )[where]
             loss = bce_loss(h, targets, negatives, model.item_table())
         if config.category_loss_weight and pair.category_targets is not None:
@@ -242,7 +246,8 @@ def _to_device(batch: Batch, device: torch.device) -> Batch:
 
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if not param.requires_grad:
@@ -253,7 +258,8 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": config.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=config.lr)
+    # The fused kernel makes one pass over each parameter instead of ~10 (CPU and CUDA).
+    return torch.optim.AdamW(groups, lr=config.lr, fused=True)
 
 
 def train(
@@ -293,6 +299,7 @@ def train(
     use_bf16 = device.type == "cuda"
 
     history: list[dict[str, float]] = []
+    cpu_started = time.process_time()
     best_value, best_epoch = -math.inf, 0
     best_state: dict[str, Tensor] = {}
     best_metrics: dict[str, float] = {}
@@ -334,6 +341,7 @@ def train(
         best_epoch=best_epoch,
         best_metrics=best_metrics,
         seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
         config=asdict(config),
     )
 
@@ -376,5 +384,9 @@ def evaluate(
         model_inputs = {k: v.to(device) for k, v in batch.items() if k in SEQUENCE_KEYS}
         scores = score_fn(model_inputs).float()
         seen = batch.get(SEEN, batch[ITEM_IDX]) if mask_history else None
-        metrics.update(scores, batch[TARGET].to(scores.device), None if seen is None else seen.to(scores.device))
+        metrics.update(
+            scores,
+            batch[TARGET].to(scores.device),
+            None if seen is None else seen.to(scores.device),
+        )
     return metrics.compute()

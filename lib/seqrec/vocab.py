@@ -33,8 +33,7 @@ OOV_KEY = "<unk>"
 
 # Working columns, dropped by the final selects.
 _N = "_n"
-_MAX_IDX = "_max_idx"
-_RARE = "_rare"
+_RARE = "_rare"  # a new key below min_count
 _LOOKUP_KEY = "_vocab_key"
 _LOOKUP_IDX = "_vocab_idx"
 
@@ -72,44 +71,30 @@ def build_vocab(
     is_frequent = F.col(_N) >= min_count
     is_new = ~is_known & is_frequent
     is_rare_new = ~is_known & ~is_frequent
-    stats = merged.agg(
-        F.max(S.VOCAB_IDX).alias(_MAX_IDX),
-        F.coalesce(F.sum(F.when(is_rare_new, F.col(_N))), F.lit(0)).alias(_RARE),
-    )
-
+    # Ids must form one dense global sequence, so the numbering runs over the whole vocabulary
+    # in one partition (a few million keys at most); the key counts are computed once.
+    everything = Window.partitionBy()
+    new_first = Window.orderBy(is_new.desc(), F.col(_N).desc(), F.col(S.VOCAB_KEY).asc())
+    max_idx = F.max(S.VOCAB_IDX).over(everything)
+    rare_occurrences = F.coalesce(F.sum(F.when(is_rare_new, F.col(_N))).over(everything), F.lit(0))
     is_oov_row = F.col(S.VOCAB_KEY) == OOV_KEY
-    known = (
-        merged.filter(is_known)
-        .join(F.broadcast(stats), how="cross")
-        .select(
-            S.VOCAB_KEY,
-            S.VOCAB_IDX,
-            (
-                F.col(S.VOCAB_COUNT)
-                + F.coalesce(F.col(_N), F.lit(0))
-                + F.coalesce(F.when(is_oov_row, F.col(_RARE)), F.lit(0))
-            ).alias(S.VOCAB_COUNT),
-            S.VOCAB_FIRST_RUN,
-        )
+    new_idx = max_idx + F.row_number().over(new_first)
+    count = (
+        F.coalesce(F.col(S.VOCAB_COUNT), F.lit(0))
+        + F.coalesce(F.col(_N), F.lit(0))
+        + F.coalesce(F.when(is_oov_row, rare_occurrences), F.lit(0))
     )
-    # Ids must form one dense global sequence, so the ranking is a single unpartitioned window;
-    # it sees only this run's new keys, a small frame next to the events.
-    by_count = Window.orderBy(F.col(_N).desc(), F.col(S.VOCAB_KEY).asc())
-    added = (
-        merged.filter(is_new)
-        .join(F.broadcast(stats), how="cross")
-        .select(
+    first_run = F.coalesce(F.col(S.VOCAB_FIRST_RUN), F.lit(date.fromisoformat(run_date)))
+    return (
+        merged.select(
             S.VOCAB_KEY,
-            (F.col(_MAX_IDX) + F.row_number().over(by_count)).alias(S.VOCAB_IDX),
-            F.col(_N).alias(S.VOCAB_COUNT),
-            F.lit(date.fromisoformat(run_date)).alias(S.VOCAB_FIRST_RUN),
+            F.coalesce(F.col(S.VOCAB_IDX), new_idx).cast(T.IntegerType()).alias(S.VOCAB_IDX),
+            count.cast(T.LongType()).alias(S.VOCAB_COUNT),
+            first_run.alias(S.VOCAB_FIRST_RUN),
+            is_rare_new.alias(_RARE),
         )
-    )
-    return known.unionByName(added).select(
-        F.col(S.VOCAB_KEY),
-        F.col(S.VOCAB_IDX).cast(T.IntegerType()),
-        F.col(S.VOCAB_COUNT).cast(T.LongType()),
-        F.col(S.VOCAB_FIRST_RUN).cast(T.DateType()),
+        .filter(~F.col(_RARE))
+        .select(*S.VOCAB.fieldNames())
     )
 
 

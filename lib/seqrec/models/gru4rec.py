@@ -25,6 +25,7 @@ from seqrec.models.layers import (
     SequenceModelConfig,
     SequentialRecommender,
     padding_mask,
+    scaled,
 )
 
 
@@ -66,7 +67,9 @@ class GRU4Rec(SequentialRecommender):
         shift = (t - lengths)[:, None]  # [B, 1]
         cols = torch.arange(t, device=x.device)[None, :]  # [1, T]
         to_right = ((cols + shift) % t)[:, :, None].expand_as(x)  # [B, T, H]
-        x = torch.gather(self.embedding_dropout(x), 1, to_right)
+        # Embeddings start at std 0.02 (BERT init, shared with the tied output table); scaling
+        # by sqrt(H) as the transformers do gives the recurrence inputs of a usable size.
+        x = torch.gather(self.embedding_dropout(scaled(x)), 1, to_right)
         packed = pack_padded_sequence(
             x, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False
         )

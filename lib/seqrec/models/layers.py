@@ -174,7 +174,9 @@ class FeatureFusion(nn.Module):
         if self.category_embedding is not None and CATEGORY_IDX in batch:
             x = x + self.category_embedding(batch[CATEGORY_IDX])
         if self.time_gap_embedding is not None and TIME_GAP in batch:
-            x = x + self.time_gap_embedding(bucketize_time_gap(batch[TIME_GAP], self.n_time_buckets))
+            x = x + self.time_gap_embedding(
+                bucketize_time_gap(batch[TIME_GAP], self.n_time_buckets)
+            )
         return x * padding_mask(item_idx).unsqueeze(-1).to(x.dtype)
 
 
@@ -201,10 +203,11 @@ class TransformerBlock(nn.Module):
         self.qkv = nn.Linear(hidden, 3 * hidden)
         self.attention_out = nn.Linear(hidden, hidden)
         self.ffn_norm = nn.LayerNorm(hidden)
+        # No dropout on the wide inner activation: the residual dropout below regularises the
+        # block's output, and the inner mask costs as much random numbers as the rest together.
         self.ffn = nn.Sequential(
             nn.Linear(hidden, ffn_mult * hidden),
             nn.GELU(),
-            nn.Dropout(dropout),
             nn.Linear(ffn_mult * hidden, hidden),
         )
         self.residual_dropout = nn.Dropout(dropout)
@@ -275,9 +278,7 @@ class MaskedItemMasking:
 
     causal = False
 
-    def __init__(
-        self, max_len: int, mask_id: int, mask_prob: float, last_only_prob: float
-    ) -> None:
+    def __init__(self, max_len: int, mask_id: int, mask_prob: float, last_only_prob: float) -> None:
         self.max_len = max_len
         self.mask_id = mask_id
         self.mask_prob = mask_prob
@@ -330,7 +331,9 @@ class SequentialRecommender(nn.Module):
 
     def _build_heads(self, config: SequenceModelConfig) -> None:
         hidden = config.hidden_size
-        self.category_head = nn.Linear(hidden, config.n_categories + 1) if config.n_categories else None
+        self.category_head = (
+            nn.Linear(hidden, config.n_categories + 1) if config.n_categories else None
+        )
         self.intent_head = nn.Linear(hidden, 1)
 
     def encode(self, x: Tensor, item_idx: Tensor) -> Tensor:

@@ -1,0 +1,104 @@
+"""Nightly scoring: per-user top-K, interests and purchase intent, MERGEd into a Delta table.
+
+    spark-submit jobs/score.py --data output/demo --table output/demo/recommendations \
+        --run-date 2026-11-28 [--model-version 3] [--since 2026-11-27] [--k 20]
+
+Loads ``models:/<name>@champion`` (or ``--model-version``) from the MLflow registry, checks that
+its vocabulary fits the sequences, scores every user (or only those active since ``--since``)
+inside Spark and MERGEs on ``user_id``. Any check that fails stops the job before anything is
+written; the MERGE is one Delta transaction, so a failed run leaves the table as it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
+
+from seqrec import schemas, scoring, serving  # noqa: E402
+from seqrec.io import registry, tables  # noqa: E402
+from seqrec.spark import get_spark  # noqa: E402
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    data: str  # build_sequences output folder (sequences/ and vocab/)
+    table: str  # Delta table of recommendations (created on first run)
+    run_date: str  # the date this run is for (YYYY-MM-DD)
+    model_name: str = "seqrec-recommender"  # registered model
+    model_version: str | None = None  # explicit version; default: the champion alias
+    k: int = 20  # recommendations per user
+    exclude_seen: bool = True  # never recommend items already in the user's history
+    since: str | None = None  # only users with an event at/after this date (YYYY-MM-DD)
+
+    @classmethod
+    def from_args(cls, argv: list[str] | None = None) -> ScoreConfig:
+        parser = argparse.ArgumentParser(
+            prog="score.py",
+            description="Score users with the champion model and MERGE into a Delta table.",
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        parser.add_argument("--data", required=True, help="build_sequences output folder")
+        parser.add_argument("--table", required=True, help="Delta table path for the output")
+        parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
+        parser.add_argument("--model-name", default=cls.model_name, help="registered model")
+        parser.add_argument("--model-version", help="version to use instead of @champion")
+        parser.add_argument("--k", type=int, default=cls.k, help="recommendations per user")
+        parser.add_argument(
+            "--exclude-seen",
+            action=argparse.BooleanOptionalAction,
+            default=cls.exclude_seen,
+            help="exclude items the user has already interacted with",
+        )
+        parser.add_argument("--since", help="only users active since this date")
+        return cls(**vars(parser.parse_args(argv)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = ScoreConfig.from_args(argv)
+    print(f"[score] {config}", flush=True)
+    scored_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")  # lineage, fixed once per run
+    registry.configure("seqrec")
+    if config.model_version:
+        version = config.model_version
+    else:
+        champion = registry.champion(config.model_name)
+        if champion is None:
+            raise SystemExit(
+                f"[score] no '{registry.CHAMPION}' alias on model '{config.model_name}' in "
+                f"{registry.tracking_uri()}: train and promote a model first, or pass "
+                "--model-version. Nothing was written."
+            )
+        version = str(champion.version)
+    model_dir = registry.download_model(f"models:/{config.model_name}/{version}")
+    try:  # load once here so a broken model fails before any Spark work, with a clear message
+        serving.load_model(model_dir)
+    except (OSError, ValueError, RuntimeError, KeyError) as error:
+        raise SystemExit(
+            f"[score] model {config.model_name} v{version} cannot be loaded by this seqrec "
+            f"({type(error).__name__}: {str(error).splitlines()[0]}). Nothing was written."
+        ) from error
+    spark = get_spark("seqrec-score")
+    item_vocab = tables.read_parquet(spark, f"{config.data}/vocab/item").toArrow()
+    scoring.check_vocabulary(model_dir, item_vocab)
+    users = scoring.active_since(
+        tables.read_parquet(spark, f"{config.data}/sequences"), config.since
+    )
+    if users.isEmpty():
+        raise SystemExit(f"[score] no users to score in {config.data}; nothing was written.")
+    spark.sparkContext.addFile(str(model_dir), recursive=True)
+    scores = scoring.score_users(
+        users, model_dir.name, k=config.k, exclude_seen=config.exclude_seen
+    )
+    output = scoring.with_lineage(scores, config.model_name, version, config.run_date, scored_at)
+    tables.merge_delta(output, config.table, schemas.USER_ID)
+    print(f"[score] model {config.model_name} v{version} -> {config.table}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
