@@ -26,7 +26,7 @@ def make_model(name: str, **overrides: object) -> SequentialRecommender:
     torch.manual_seed(0)
     attributes = torch.randint(0, 6, (N_ITEMS + 1, 2))
     attributes[0] = 0
-    fields = {
+    fields: dict[str, object] = {
         "n_items": N_ITEMS,
         "hidden_size": HIDDEN,
         "max_len": 8,
@@ -41,9 +41,8 @@ def make_model(name: str, **overrides: object) -> SequentialRecommender:
     if "n_heads" in {f.name for f in dataclasses.fields(MODELS[name][0])}:
         fields["n_heads"] = 2
     fields.update(overrides)
-    return build_model(
-        name, item_attributes=attributes, item_vectors=torch.randn(N_ITEMS + 1, 6), **fields
-    )
+    vectors = torch.randn(N_ITEMS + 1, 6)
+    return build_model(name, item_attributes=attributes, item_vectors=vectors, **fields)
 
 
 def make_batch(items: list[list[int]]) -> dict[str, torch.Tensor]:

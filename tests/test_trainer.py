@@ -7,46 +7,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import mlflow
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 
-from seqrec import schemas, serving, trainer
+from seqrec import serving, trainer
 from seqrec.io import registry
-
-N_ITEMS = 30
-
-
-def _tiny_dataset(root: Path) -> Path:
-    """40 users walking a ring of items, so the next item is learnable; vocabularies beside."""
-    users = []
-    for u in range(40):
-        items = [2 + (u + t) % (N_ITEMS - 1) for t in range(6 + u % 5)]
-        users.append(
-            {
-                schemas.USER_ID: f"u{u}",
-                schemas.SEQ_ITEMS: items,
-                schemas.SEQ_EVENT_TYPES: [2] * len(items),
-                schemas.SEQ_CATEGORIES: [2 + i % 3 for i in items],
-                schemas.SEQ_TIMES: [1_700_000_000 + 60 * t for t in range(len(items))],
-                schemas.SEQ_SESSIONS: [0] * len(items),
-                schemas.SEQ_LEN: len(items),
-                schemas.N_BEFORE_CUTOFF: len(items) - 1,
-            }
-        )
-    (root / "sequences").mkdir(parents=True)
-    pq.write_table(pa.Table.from_pylist(users[:20]), root / "sequences" / "part-0.parquet")
-    pq.write_table(pa.Table.from_pylist(users[20:]), root / "sequences" / "part-1.parquet")
-    for name, size in (("item", N_ITEMS), ("category", 4), ("event_type", 3)):
-        (root / "vocab" / name).mkdir(parents=True)
-        table = pa.table(
-            {
-                schemas.VOCAB_KEY: ["<unk>", *[f"{name}{i}" for i in range(2, size + 1)]],
-                schemas.VOCAB_IDX: pa.array(range(1, size + 1), pa.int32()),
-            }
-        )
-        pq.write_table(table, root / "vocab" / name / "part-0.parquet")
-    return root
+from tests.helpers import N_ITEMS, tiny_dataset
 
 
 @pytest.mark.slow
@@ -54,7 +19,7 @@ def test_two_process_torch_distributor_run_registers_and_promotes(
     spark, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    data_dir = _tiny_dataset(tmp_path / "data")
+    data_dir = tiny_dataset(tmp_path / "data")
     config = trainer.TrainJobConfig(
         data=str(data_dir),
         run_date="2026-11-28",
@@ -86,7 +51,7 @@ def test_two_process_torch_distributor_run_registers_and_promotes(
 
 
 def test_single_process_training_learns_the_ring(tmp_path: Path) -> None:
-    data_dir = _tiny_dataset(tmp_path / "data")
+    data_dir = tiny_dataset(tmp_path / "data")
     config = trainer.TrainJobConfig(
         data=str(data_dir),
         run_date="2026-11-28",

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqrec.models import build_model
+from seqrec.models import SequentialRecommender, build_model
 from seqrec.training import (
     EvalBatches,
     TrainBatches,
@@ -32,7 +32,7 @@ def splits() -> tuple[list[list[int]], EvalBatches]:
     return train_seqs, valid
 
 
-def tiny(name: str) -> nn.Module:
+def tiny(name: str) -> SequentialRecommender:
     torch.manual_seed(0)
     return build_model(name, n_items=N_ITEMS, hidden_size=16, max_len=6, dropout=0.0)
 

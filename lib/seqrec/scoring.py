@@ -8,7 +8,7 @@ against the item table and one top-k. Users never travel to the driver.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +248,10 @@ def active_since(sequences: DataFrame, since: str | None) -> DataFrame:
     """Users with at least one event at or after ``since`` (all users when None)."""
     if since is None:
         return sequences
-    since_epoch = int(datetime.fromisoformat(since).timestamp())
+    moment = datetime.fromisoformat(since)
+    if moment.tzinfo is None:  # dates and times without a zone are UTC, as in every table
+        moment = moment.replace(tzinfo=UTC)
+    since_epoch = int(moment.timestamp())
     is_active = F.array_max(schemas.SEQ_TIMES) >= F.lit(since_epoch)
     return sequences.filter(is_active)
 

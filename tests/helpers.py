@@ -1,0 +1,44 @@
+"""Small datasets shared by the tests of the training and scoring jobs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seqrec import schemas
+
+N_ITEMS = 30
+
+
+def tiny_dataset(root: Path) -> Path:
+    """40 users walking a ring of items, so the next item is learnable; vocabularies beside."""
+    users = []
+    for u in range(40):
+        items = [2 + (u + t) % (N_ITEMS - 1) for t in range(6 + u % 5)]
+        users.append(
+            {
+                schemas.USER_ID: f"u{u}",
+                schemas.SEQ_ITEMS: items,
+                schemas.SEQ_EVENT_TYPES: [2] * len(items),
+                schemas.SEQ_CATEGORIES: [2 + i % 3 for i in items],
+                schemas.SEQ_TIMES: [1_700_000_000 + 60 * t for t in range(len(items))],
+                schemas.SEQ_SESSIONS: [0] * len(items),
+                schemas.SEQ_LEN: len(items),
+                schemas.N_BEFORE_CUTOFF: len(items) - 1,
+            }
+        )
+    (root / "sequences").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(users[:20]), root / "sequences" / "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist(users[20:]), root / "sequences" / "part-1.parquet")
+    for name, size in (("item", N_ITEMS), ("category", 4), ("event_type", 3)):
+        (root / "vocab" / name).mkdir(parents=True)
+        table = pa.table(
+            {
+                schemas.VOCAB_KEY: ["<unk>", *[f"{name}{i}" for i in range(2, size + 1)]],
+                schemas.VOCAB_IDX: pa.array(range(1, size + 1), pa.int32()),
+            }
+        )
+        pq.write_table(table, root / "vocab" / name / "part-0.parquet")
+    return root

@@ -1,0 +1,110 @@
+"""Scoring inside Spark into a Delta table: contents, reruns, and checks before any write."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+import torch
+from delta.tables import DeltaTable
+from pyspark.sql import functions as F
+
+from seqrec import schemas, scoring, serving
+from seqrec.io import tables
+from seqrec.models import build_model
+from tests.helpers import N_ITEMS, tiny_dataset
+
+K = 5
+
+
+@pytest.fixture(scope="module")
+def scored_setup(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("scoring")
+    data_dir = tiny_dataset(root / "data")
+    torch.manual_seed(0)
+    model = build_model(
+        "sasrec", n_items=N_ITEMS, hidden_size=16, max_len=8, n_categories=4, n_event_types=3
+    )
+    vocabs = {
+        name: pa.Table.from_batches(
+            tables.read_parquet(spark, str(data_dir / "vocab" / name)).toArrow().to_batches()
+        )
+        for name in ("item", "category", "event_type")
+    }
+    model_dir = serving.save_model(model, "sasrec", root / "model", vocabs)
+    spark.sparkContext.addFile(str(model_dir), recursive=True)
+    return data_dir, model_dir
+
+
+def _score(spark, data_dir: Path, model_dir: Path, run_date: str, scored_at: str):
+    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    scores = scoring.score_users(users, model_dir.name, k=K)
+    return scoring.with_lineage(scores, "recs", "1", run_date, scored_at)
+
+
+def test_scores_match_the_model_run_on_the_driver(spark, scored_setup) -> None:
+    data_dir, model_dir = scored_setup
+    out = _score(spark, data_dir, model_dir, "2026-11-28", "2026-11-28 03:00:00")
+    # the contract's columns and types (Spark widens literal columns to nullable)
+    assert [(f.name, f.dataType) for f in out.schema] == [
+        (f.name, f.dataType) for f in scoring.RECOMMENDATIONS_TABLE
+    ]
+    rows = {r[schemas.USER_ID]: r for r in out.collect()}  # 40 tiny rows: fine in a test
+    assert len(rows) == 40
+    model = serving.load_model(model_dir)
+    users = tables.read_parquet(spark, str(data_dir / "sequences")).toPandas()
+    for _, user in users.head(5).iterrows():
+        expected = model.predict(user.to_frame().T, params={"k": K})
+        got = rows[user[schemas.USER_ID]]
+        assert [r["item_id"] for r in got[scoring.RECOMMENDATIONS]] == list(
+            expected["recommendations"][0]
+        )
+        assert [r["rank"] for r in got[scoring.RECOMMENDATIONS]] == list(range(1, K + 1))
+        seen = {f"item{i}" for i in user[schemas.SEQ_ITEMS]}
+        assert not seen & {r["item_id"] for r in got[scoring.RECOMMENDATIONS]}
+        assert got[scoring.PURCHASE_INTENT] == pytest.approx(expected["purchase_intent"][0])
+        assert 1 <= len(got[scoring.INTERESTS]) <= 3
+        assert all(i["category"].startswith("category") for i in got[scoring.INTERESTS])
+
+
+def test_merge_rerun_is_idempotent_and_history_shows_each_run(
+    spark, scored_setup, tmp_path: Path
+) -> None:
+    data_dir, model_dir = scored_setup
+    table = str(tmp_path / "recs")
+    first = _score(spark, data_dir, model_dir, "2026-11-28", "2026-11-28 03:00:00")
+    tables.merge_delta(first, table, schemas.USER_ID)
+    snapshot = spark.read.format("delta").load(table).orderBy(schemas.USER_ID).collect()
+    tables.merge_delta(first, table, schemas.USER_ID)
+    again = spark.read.format("delta").load(table).orderBy(schemas.USER_ID).collect()
+    assert again == snapshot and len(again) == 40
+    next_day = _score(spark, data_dir, model_dir, "2026-11-29", "2026-11-29 03:00:00")
+    tables.merge_delta(next_day, table, schemas.USER_ID)
+    latest = spark.read.format("delta").load(table)
+    assert latest.count() == 40
+    assert latest.select(F.collect_set(schemas.RUN_DATE)).first()[0] == [date(2026, 11, 29)]
+    assert DeltaTable.forPath(spark, table).history().count() == 3
+
+
+def test_vocabulary_mismatch_is_refused(spark, scored_setup) -> None:
+    data_dir, model_dir = scored_setup
+    vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "item")).toArrow()
+    scoring.check_vocabulary(model_dir, vocab)  # the matching vocabulary passes
+    shifted = vocab.set_column(
+        vocab.schema.get_field_index(schemas.VOCAB_IDX),
+        schemas.VOCAB_IDX,
+        pa.compute.add(vocab.column(schemas.VOCAB_IDX), 1),
+    )
+    with pytest.raises(scoring.ScoringInputError, match="does not match"):
+        scoring.check_vocabulary(model_dir, shifted)
+
+
+def test_active_since_keeps_only_recent_users(spark, scored_setup) -> None:
+    data_dir, _ = scored_setup
+    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    # tiny_dataset's events start at 2023-11-14 22:13:20 UTC, one a minute, 6 to 10 per user
+    assert scoring.active_since(users, None).count() == 40
+    assert scoring.active_since(users, "2023-11-14 22:22:00").count() == 8  # 10-event users
+    assert scoring.active_since(users, "2030-01-01").count() == 0
