@@ -26,9 +26,17 @@ $(STAMP): requirements.lock pyproject.toml lib/seqrec/spark.py
 	$(PY) -m seqrec.spark
 	@touch $@
 
-## run: the pipeline on the embedded synthetic data
+DEMO := output/demo
+DEMO_DATE := 2026-11-28
+
+## run: the pipeline on the embedded synthetic data: build -> train -> register -> score -> show
 run: setup
-	$(PY) jobs/build_sequences.py --source synthetic --events 20000 --output output/demo --run-date 2026-11-28
+	$(PY) jobs/build_sequences.py --source synthetic --events 30000 --output $(DEMO) --run-date $(DEMO_DATE)
+	$(PY) jobs/train.py --data $(DEMO) --run-date $(DEMO_DATE) --epochs 8 --num-processes 2 \
+		--checkpoint-dir output/checkpoints
+	$(PY) jobs/score.py --data $(DEMO) --table $(DEMO)/recommendations --run-date $(DEMO_DATE) --k 10
+	$(PY) jobs/show_recommendations.py --data $(DEMO) --table $(DEMO)/recommendations --users 3
+	@echo "Outputs: $(DEMO)/ (sequences, items, vocab, quarantine, report.json, recommendations)"
 
 ## check: lint, format check and type check
 check: setup

@@ -34,6 +34,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -44,8 +45,14 @@ from seqrec.training import EvalBatches, TrainBatches, TrainConfig, evaluate, tr
 BASELINES = {"pop": MostPopular, "itemknn": ItemKNN, "markov": MarkovChain}
 NEURAL = ("sasrec", "gru4rec", "bert4rec", "sasrec-bce")
 # S3-Rec repository settings for its SASRec baseline (run_finetune_full.py defaults).
-S3REC_SASREC = {"hidden_size": 64, "n_layers": 2, "n_heads": 2, "dropout": 0.5, "max_len": 50}
-S3REC_TRAIN = {"loss": "bce", "lr": 1e-3, "batch_size": 256, "warmup_steps": 0}
+S3REC_SASREC: dict[str, Any] = {
+    "hidden_size": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "dropout": 0.5,
+    "max_len": 50,
+}
+S3REC_TRAIN: dict[str, Any] = {"loss": "bce", "lr": 1e-3, "batch_size": 256, "warmup_steps": 0}
 COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 
 
@@ -88,9 +95,9 @@ def run_neural(
 ) -> dict[str, float]:
     if name == "sasrec-bce":
         model = build_model("sasrec", n_items=n_items, **S3REC_SASREC)
-        train_config = TrainConfig(**S3REC_TRAIN)  # type: ignore[arg-type]
+        train_config = TrainConfig(**S3REC_TRAIN)
     else:
-        side = {}
+        side: dict[str, Any] = {}
         if attributes is not None:
             table, n_attributes = attributes
             side = {

@@ -300,7 +300,7 @@ def tagged_sql(files: Sequence[str], run_date: str, p: dict[str, Any]) -> str:
 
     types = ", ".join(_sql_text(t) for t in EVENT_TYPES)
     unquote_field = (
-        "x -> CASE WHEN regexp_matches(x, '^\".*\"$') "
+        "lambda x: CASE WHEN regexp_matches(x, '^\".*\"$') "
         "THEN regexp_replace(regexp_extract(x, '^\"(.*)\"$', 1), '\"\"|\\\\\"', '\"', 'g') "
         "ELSE x END"
     )
@@ -495,11 +495,11 @@ def sequences_sql(cutoff_us: int) -> str:
                count_if(micros < {cutoff_us}) AS n_before
         FROM indexed GROUP BY user_id
     )
-    SELECT user_id, list_transform(ev, x -> x.i) AS item_idx,
-           list_transform(ev, x -> x.e) AS event_type_idx,
-           list_transform(ev, x -> x.c) AS category_idx,
-           list_transform(ev, x -> x.t // 1000000) AS event_time,
-           list_transform(ev, x -> x.s) AS session_idx,
+    SELECT user_id, list_transform(ev, lambda x: x.i) AS item_idx,
+           list_transform(ev, lambda x: x.e) AS event_type_idx,
+           list_transform(ev, lambda x: x.c) AS category_idx,
+           list_transform(ev, lambda x: x.t // 1000000) AS event_time,
+           list_transform(ev, lambda x: x.s) AS session_idx,
            CAST(len(ev) AS INTEGER) AS seq_len, CAST(n_before AS INTEGER) AS n_before_cutoff
     FROM per_user
     """

@@ -31,8 +31,8 @@ under 500). The gap rule is off by default (``bot_min_median_gap_seconds=0``): M
 bulk-rate (302 of the 568 users with at least 50 ratings have a median gap under 1 s) and the
 Amazon/S3-Rec adapters synthesize 1-second gaps from order. Turn it on for raw clickstreams.
 
-Performance: every window is partitioned by ``user_id`` and all share one sort order, so the
-whole tagging costs one shuffle (hash by user, which later per-user steps reuse) and one sort.
+Performance: the tagging costs one shuffle (an explicit repartition by ``user_id``, which the
+later per-user steps reuse) and one sort, whose order every window's keys are a prefix of.
 """
 
 from __future__ import annotations
@@ -96,7 +96,6 @@ _SECONDS_PER_DAY = 86_400
 _EARLY = "_early_reason"
 _REJECTED = "_rejected"  # a column, not an expression, so every window sees one sort order
 _DAY = "_day"
-_MICROS = "_micros"
 _COPY = "_copy"  # 1 for the first copy of an event, 2, 3, ... for its duplicates
 _COUNTED = "_counted"
 _PREV_COUNTED_MICROS = "_prev_counted_micros"

@@ -289,6 +289,22 @@ _VARIANTS = tuple(dept.variants for dept in _CATALOG)
 _NOUNS = tuple(leaf.nouns for _, leaf in _LEAVES)
 _SIZES = tuple(leaf.sizes for _, leaf in _LEAVES)
 
+# What shoppers type, by leaf: the noun alone, with an adjective, a brand, a variant or a budget.
+_QUERIES = tuple(
+    tuple(
+        query.lower()
+        for noun in leaf.nouns
+        for query in (
+            noun,
+            f"{noun} under {math.ceil(leaf.base_price * 1.2)}",
+            *(f"{adjective} {noun}" for adjective in _CATALOG[d].adjectives),
+            *(f"{brand} {noun}" for brand in _CATALOG[d].brands),
+            *(f"{noun} {variant}" for variant in _CATALOG[d].variants),
+        )
+    )
+    for d, leaf in _LEAVES
+)
+
 # --- model constants (see the module docstring) -----------------------------------------------
 _EVENTS_PER_USER = 25  # default n_users = n_events // this
 _LEAF_ZIPF = 0.8  # exponent of the leaf popularity
@@ -314,13 +330,28 @@ class _Plan:
     human_events: int
     n_items: int
     n_leaves: int  # leaves that hold items (all of them unless the catalogue is tiny)
-    leaf_order: tuple[int, ...]  # leaf index by popularity rank
+    leaf_table: tuple[int, ...]  # leaf by quantile of the leaf popularity (see _leaf_quantiles)
     user_perm: tuple[int, int]  # row -> activity slot: (a·row + c) mod (n_users + n_bots)
     item_perm: tuple[int, int]  # idx -> public id number: (a·idx + c) mod n_items
     start_epoch: int
     span_s: int
     partitions: int
     item_partitions: int
+
+
+def _leaf_quantiles(leaf_order: Sequence[int], size: int = 4096) -> tuple[int, ...]:
+    """The leaf at each of ``size`` quantiles of a Zipf over ``leaf_order`` (most popular first).
+
+    A lookup table makes a popular-leaf draw one array access instead of an inverse CDF.
+    """
+    weights = [(rank + 1) ** -_LEAF_ZIPF for rank in range(len(leaf_order))]
+    cumulative = list(accumulate(w / sum(weights) for w in weights))
+    table, rank = [], 0
+    for q in range(size):
+        while cumulative[rank] < (q + 0.5) / size and rank < len(leaf_order) - 1:
+            rank += 1
+        table.append(leaf_order[rank])
+    return tuple(table)
 
 
 def _affine_permutation(n: int, rng: random.Random) -> tuple[int, int]:
@@ -340,7 +371,7 @@ def _plan(spark: SparkSession, config: GeneratorConfig) -> _Plan:
         n_bots = 0
     n_items = config.n_items or max(4 * len(_LEAVES), round(config.n_events**0.8 / 2))
     n_leaves = min(len(_LEAVES), n_items)
-    leaf_order = tuple(rng.sample(range(n_leaves), n_leaves))
+    leaf_order = rng.sample(range(n_leaves), n_leaves)  # leaf index by popularity rank
     start = datetime.strptime(config.start, "%Y-%m-%d").replace(tzinfo=UTC)
     cores = spark.sparkContext.defaultParallelism
     partitions = config.partitions or cores * math.ceil(
@@ -354,7 +385,7 @@ def _plan(spark: SparkSession, config: GeneratorConfig) -> _Plan:
         human_events=config.n_events - n_bots * bot_events,
         n_items=n_items,
         n_leaves=n_leaves,
-        leaf_order=leaf_order,
+        leaf_table=_leaf_quantiles(leaf_order),
         user_perm=_affine_permutation(n_users + n_bots, rng),
         item_perm=_affine_permutation(n_items, rng),
         start_epoch=int(start.timestamp()),
@@ -425,9 +456,9 @@ def _pick(rows: tuple[tuple[str, ...], ...], row: Column, u: Column) -> Column:
     return _at(_words(tuple(word for words in rows for word in words)), index)
 
 
-def _popular_leaf(u: Column, leaf_order: tuple[int, ...]) -> Column:
-    """A leaf drawn from the leaf popularity (Zipf over ``leaf_order``)."""
-    return _at(_numbers(leaf_order, "int"), _zipf_rank(u, len(leaf_order), _LEAF_ZIPF))
+def _popular_leaf(u: Column, leaf_table: tuple[int, ...]) -> Column:
+    """A leaf drawn from the leaf popularity: one lookup in its quantile table."""
+    return _at(_numbers(leaf_table, "int"), F.floor(u * len(leaf_table)))
 
 
 def _iso_utc(epoch_s: Column) -> Column:
@@ -575,11 +606,12 @@ def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
         F.greatest(F.floor(window / _MIN_SESSION_SPACING_S), F.lit(1)),
     )
     bot_sessions = F.least(1 + F.floor(_unit(more_bits, 0) * 3), n)
-    prefs = [_popular_leaf(_unit(taste_bits, i), plan.leaf_order) for i in range(3)]
+    prefs = [_popular_leaf(_unit(taste_bits, i), plan.leaf_table) for i in range(3)]
     return (
         spark.range(n_users + plan.n_bots, numPartitions=plan.partitions)
         .select(
             F.col("id").alias(_ROW),
+            F.concat(F.lit("u"), F.col("id").cast("string")).alias(USER_ID),
             # the activity rank of a human, n_users + the bot number of a bot
             F.pmod(F.col("id") * a + c, n_users + plan.n_bots).alias("_slot"),
             _hash(seed, "user", F.col("id")).alias("_bits"),
@@ -604,17 +636,17 @@ def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
     )
 
 
-def _session_leaf(seed: int, session: Column, leaf_order: tuple[int, ...]) -> Column:
+def _session_leaf(seed: int, session: Column, leaf_table: tuple[int, ...]) -> Column:
     """The leaf a session focuses on: one of the user's preferred leaves (the first most often),
     or, one time in ten, any leaf."""
     bits = _hash(seed, "leaf", F.col(_ROW), session)
     preference = F.floor(F.pow(_unit(bits, 2), 2.0) * F.col(_N_PREFS))
-    return F.when(_unit(bits, 0) < 0.1, _popular_leaf(_unit(bits, 1), leaf_order)).otherwise(
+    return F.when(_unit(bits, 0) < 0.1, _popular_leaf(_unit(bits, 1), leaf_table)).otherwise(
         _at(F.col(_PREFS), preference)
     )
 
 
-def _explode_sessions(users: DataFrame, seed: int, leaf_order: tuple[int, ...]) -> DataFrame:
+def _explode_sessions(users: DataFrame, seed: int, leaf_table: tuple[int, ...]) -> DataFrame:
     """One row per session: its events, place in time, focus leaf and funnel.
 
     The first event of session ``s`` is drawn inside ``[ceil(k·s/S), ceil(k·(s+1)/S))`` of the
@@ -648,6 +680,7 @@ def _explode_sessions(users: DataFrame, seed: int, leaf_order: tuple[int, ...]) 
         users.withColumn(_S, F.explode(F.sequence(F.lit(0).cast("long"), n_sessions - 1)))
         .withColumns(
             {
+                RAW_SESSION_ID: F.concat_ws("-", USER_ID, s.cast("string")),
                 _FROM: cut(s).cast("long"),
                 "_to": cut(s + 1).cast("long"),
                 "_bits": _hash(seed, "session", row, s),
@@ -659,7 +692,7 @@ def _explode_sessions(users: DataFrame, seed: int, leaf_order: tuple[int, ...]) 
         .withColumns(
             {
                 _START: start,
-                _SESSION_LEAF: _session_leaf(seed, s, leaf_order),
+                _SESSION_LEAF: _session_leaf(seed, s, leaf_table),
                 _CART_AT: F.when(has_cart, cart_at).otherwise(F.lit(-1)).cast("long"),
                 _BUYS: ~F.col(_IS_BOT) & buys,
                 _OPENS_WITH_SEARCH: ~F.col(_IS_BOT) & (_unit(more_bits, 2) < 0.35),
@@ -681,7 +714,7 @@ def _explode_events(sessions: DataFrame, seed: int, start_epoch: int) -> DataFra
 
 
 def _with_actions(
-    events: DataFrame, seed: int, n_items: int, leaf_order: tuple[int, ...]
+    events: DataFrame, seed: int, n_items: int, n_leaves: int, leaf_table: tuple[int, ...]
 ) -> DataFrame:
     """Event type, item index and query leaf of each event (see the module docstring).
 
@@ -692,7 +725,6 @@ def _with_actions(
     is_bot, cart_at, seen = F.col(_IS_BOT), F.col(_CART_AT), F.col("_seen")
     slot_s, slot_p = F.col("_slot_s"), F.col("_slot_p")
     bits, repeat_bits, browse_bits = F.col("_bits"), F.col("_repeat_bits"), F.col("_browse_bits")
-    n_leaves = len(leaf_order)
 
     r = _unit(bits, 0)
     is_purchase = F.col(_BUYS) & (p == length - 1)
@@ -722,9 +754,9 @@ def _with_actions(
     within = (seen >= 1) & (u_repeat < 0.2)  # re-view an item of this session
     earlier = (s >= 1) & (u_repeat >= 0.2) & (u_repeat < 0.28)  # ... or of an earlier one
     leaf = (
-        F.when(_unit(browse_bits, 0) < 0.12, _popular_leaf(_unit(browse_bits, 1), leaf_order))
+        F.when(_unit(browse_bits, 0) < 0.12, _popular_leaf(_unit(browse_bits, 1), leaf_table))
         .when(slot_s == s, F.col(_SESSION_LEAF))
-        .otherwise(_session_leaf(seed, slot_s, leaf_order))
+        .otherwise(_session_leaf(seed, slot_s, leaf_table))
     )
     in_leaf = _div(n_items - 1 - F.col("_leaf"), n_leaves) + 1
     rank = _zipf_rank(_unit(browse_bits, 2), in_leaf, _ITEM_ZIPF)
@@ -756,65 +788,43 @@ def _with_actions(
     )
 
 
-def _query_text(seed: int, leaf: Column, e: Column) -> Column:
-    """A shopper's query about a leaf: 'lipstick', 'matte lipstick', 'lumière lipstick', ..."""
-    bits = _hash(seed, "query", e)
-    dept = _leaf_department(leaf)
-    noun = _pick(_NOUNS, leaf, _unit(bits, 0))
-    word = _unit(bits, 1)
-    budget = F.ceil(_leaf_base_price(leaf) * 1.2).cast("string")
-    pattern = F.floor(_unit(bits, 2) * 5)
-    return F.lower(
-        F.when(pattern == 0, noun)
-        .when(pattern == 1, F.concat_ws(" ", _pick(_ADJECTIVES, dept, word), noun))
-        .when(pattern == 2, F.concat_ws(" ", _pick(_BRANDS, dept, word), noun))
-        .when(pattern == 3, F.concat_ws(" ", noun, _pick(_VARIANTS, dept, word)))
-        .when(pattern == 4, F.concat_ws(" ", noun, F.lit("under"), budget))
+def _with_malformed(events: DataFrame, seed: int, share: float) -> DataFrame:
+    """Mark ``share`` of the events as malformed, six kinds in equal parts (``_kind``); rows of
+    kind 5 come out twice (exact duplicates). `_to_raw` renders the other kinds."""
+    bits = F.col("_bad_bits")
+    kind = F.when(_unit(bits, 0) < share, F.floor(_unit(bits, 1) * 6))
+    copies = F.when(F.col("_kind") == 5, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
+    return (
+        events.withColumn("_bad_bits", _hash(seed, "malformed", F.col(_E)))
+        .withColumn("_kind", kind)
+        .withColumn("_copy", F.explode(copies))
     )
 
 
 def _to_raw(
     events: DataFrame, seed: int, n_items: int, n_leaves: int, item_perm: tuple[int, int]
 ) -> DataFrame:
-    """The canonical RAW string columns, plus the working columns the malformer needs."""
-    idx, query_leaf = F.col(_IDX), F.col(_QUERY_LEAF)
-    user_id = F.concat(F.lit("u"), F.col(_ROW).cast("string"))
-    return events.select(
-        _E,
-        _T,
-        user_id.alias(USER_ID),
-        _item_id(idx, n_items, item_perm).alias(ITEM_ID),
-        F.col(_TYPE).alias(EVENT_TYPE),
-        F.concat_ws("-", user_id, F.col(_S).cast("string")).alias(RAW_SESSION_ID),
-        _leaf_path(F.pmod(idx, n_leaves)).alias(CATEGORY),
-        F.when(idx.isNotNull(), _cents_text(_item_cents(seed, idx, n_leaves))).alias(PRICE),
-        F.when(query_leaf.isNotNull(), _query_text(seed, query_leaf, F.col(_E))).alias(TEXT),
-    )
-
-
-def _with_malformed(events: DataFrame, seed: int, share: float) -> DataFrame:
-    """Break ``share`` of the rows, six kinds in equal parts; duplicates come out twice."""
-    bits, kind = F.col("_bits"), F.col("_kind")
+    """The canonical RAW string columns, with the malformed kinds rendered: 0 a null or empty
+    user id, 1 an unparseable time, 2 a time 40 years ahead, 3 one before 1970, 4 an unknown
+    event type."""
+    idx, query_leaf, kind = F.col(_IDX), F.col(_QUERY_LEAF), F.col("_kind")
+    query = _pick(_QUERIES, query_leaf, _unit(_hash(seed, "query", F.col(_E))))
     no_user = kind == 0
     shift = F.when(kind == 2, F.lit(_FUTURE_SHIFT_S)).when(kind == 3, F.lit(-_PAST_SHIFT_S))
-    copies = F.when(kind == 5, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
-    return (
-        events.withColumn("_bits", _hash(seed, "malformed", F.col(_E)))
-        .withColumn("_kind", F.when(_unit(bits, 0) < share, F.floor(_unit(bits, 1) * 6)))
-        .withColumns(
-            {
-                USER_ID: F.when(no_user & (_unit(bits, 2) < 0.5), F.lit(None).cast("string"))
-                .when(no_user, F.lit(""))
-                .otherwise(F.col(USER_ID)),
-                EVENT_TIME: F.when(kind == 1, F.lit(BAD_TIME)).otherwise(
-                    _iso_utc(F.col(_T) + F.coalesce(shift, F.lit(0)))
-                ),
-                EVENT_TYPE: F.when(kind == 4, F.lit(UNKNOWN_EVENT_TYPE)).otherwise(
-                    F.col(EVENT_TYPE)
-                ),
-                "_copy": F.explode(copies),
-            }
-        )
+    return events.select(
+        F.when(no_user & (_unit(F.col("_bad_bits"), 2) < 0.5), F.lit(None).cast("string"))
+        .when(no_user, F.lit(""))
+        .otherwise(F.col(USER_ID))
+        .alias(USER_ID),
+        _item_id(idx, n_items, item_perm).alias(ITEM_ID),
+        F.when(kind == 1, F.lit(BAD_TIME))
+        .otherwise(_iso_utc(F.col(_T) + F.coalesce(shift, F.lit(0))))
+        .alias(EVENT_TIME),
+        F.when(kind == 4, F.lit(UNKNOWN_EVENT_TYPE)).otherwise(F.col(_TYPE)).alias(EVENT_TYPE),
+        F.col(RAW_SESSION_ID),
+        _leaf_path(F.pmod(idx, n_leaves)).alias(CATEGORY),
+        F.when(idx.isNotNull(), _cents_text(_item_cents(seed, idx, n_leaves))).alias(PRICE),
+        F.when(query_leaf.isNotNull(), query).alias(TEXT),
     )
 
 
@@ -827,11 +837,11 @@ def generate_events(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
     plan = _plan(spark, config)
     return (
         _users(spark, plan)
-        .transform(_explode_sessions, plan.seed, plan.leaf_order)
+        .transform(_explode_sessions, plan.seed, plan.leaf_table)
         .transform(_explode_events, plan.seed, plan.start_epoch)
-        .transform(_with_actions, plan.seed, plan.n_items, plan.leaf_order)
-        .transform(_to_raw, plan.seed, plan.n_items, plan.n_leaves, plan.item_perm)
+        .transform(_with_actions, plan.seed, plan.n_items, plan.n_leaves, plan.leaf_table)
         .transform(_with_malformed, plan.seed, config.malformed_share)
+        .transform(_to_raw, plan.seed, plan.n_items, plan.n_leaves, plan.item_perm)
         .select(*SYNTHETIC_EVENTS.fieldNames())
     )
 

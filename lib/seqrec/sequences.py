@@ -29,7 +29,6 @@ from pyspark.sql import types as T
 from seqrec import schemas as S
 
 _EVENTS = "_events"
-_SPLITS = "_splits"
 _SPLIT = "_split"
 _LENGTH = "length"
 

@@ -28,6 +28,7 @@ MODELS: dict[str, tuple[type[SequenceModelConfig], type[SequentialRecommender]]]
 
 def build_model(
     name: str,
+    *,
     item_attributes: Tensor | None = None,
     item_vectors: Tensor | None = None,
     **config_fields: Any,

@@ -119,6 +119,9 @@ class FeatureFusion(nn.Module):
     output embedding (weight tying).
     """
 
+    item_attributes: Tensor  # buffer [n_rows, slots], when attributes are used
+    item_vectors: Tensor  # buffer [n_rows, D], when precomputed item vectors are used
+
     def __init__(
         self,
         config: SequenceModelConfig,
@@ -157,7 +160,7 @@ class FeatureFusion(nn.Module):
         """The fused representation of every item id (row 0 = padding). ``[n_rows, H]``."""
         table = self.item_embedding.weight  # [V, H]
         if self.attribute_embedding is not None:
-            attrs: Tensor = self.item_attributes  # type: ignore[assignment]
+            attrs = self.item_attributes
             bag = self.attribute_embedding(attrs)  # [V, A, H]; padding slots embed to 0
             count = (attrs != PAD).sum(1, keepdim=True).clamp(min=1)  # [V, 1]
             table = table + bag.sum(1) / count
