@@ -1,0 +1,87 @@
+"""seqrec schedules: nightly build -> score, weekly build -> train (evaluate + promote if better).
+
+Wiring only: every task is a ``spark-submit`` of a ``jobs/*.py`` with the data interval's date as
+``--run-date``, so reruns and backfills are exact. Paths come from Airflow Variables
+``seqrec_source``, ``seqrec_input``, ``seqrec_data``, ``seqrec_table`` (defaults suit a local
+checkout); the Spark connection is ``spark_default`` (``--master`` etc. live there).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from airflow.providers.apache.spark.operators.spark_submit import SparkSubmitOperator
+from airflow.sdk import DAG
+
+PROJECT = os.environ.get("SEQREC_HOME", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUN_DATE = "{{ ds }}"
+DEFAULT_ARGS = {"owner": "seqrec", "retries": 2, "retry_delay": timedelta(minutes=10)}
+
+
+def _setting(name: str, default: str) -> str:
+    """An Airflow Variable, read when the task runs (a template), never while parsing."""
+    return "{{ var.value.get('" + name + "', '" + default + "') }}"
+
+
+def _job(task_id: str, script: str, args: list[str]) -> SparkSubmitOperator:
+    return SparkSubmitOperator(
+        task_id=task_id,
+        application=f"{PROJECT}/jobs/{script}",
+        application_args=args,
+        name=f"seqrec-{task_id}",
+        conn_id="spark_default",
+    )
+
+
+def _build_args() -> list[str]:
+    return [
+        "--source", _setting("seqrec_source", "synthetic"),
+        "--input", _setting("seqrec_input", ""),
+        "--output", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
+        "--run-date", RUN_DATE,
+    ]  # fmt: skip
+
+
+with DAG(
+    dag_id="seqrec_nightly_scoring",
+    description="Build sequences from the day's clickstream, then score every active user.",
+    schedule="0 2 * * *",
+    start_date=datetime(2026, 11, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["seqrec", "scoring"],
+) as nightly:
+    nightly_build = _job("build_sequences", "build_sequences.py", _build_args())
+    score = _job(
+        "score",
+        "score.py",
+        [
+            "--data", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
+            "--table", _setting("seqrec_table", f"{PROJECT}/output/airflow/recommendations"),
+            "--run-date", RUN_DATE,
+        ],
+    )  # fmt: skip
+    nightly_build >> score
+
+with DAG(
+    dag_id="seqrec_weekly_training",
+    description="Rebuild sequences, train, evaluate and promote the model only if it is better.",
+    schedule="0 4 * * 0",
+    start_date=datetime(2026, 11, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["seqrec", "training"],
+) as weekly:
+    weekly_build = _job("build_sequences", "build_sequences.py", _build_args())
+    # train.py evaluates on validation and test, registers the version and moves the
+    # 'champion' alias only when it beats the current champion on the same validation data.
+    train = _job(
+        "train_evaluate_promote",
+        "train.py",
+        [
+            "--data", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
+            "--run-date", RUN_DATE,
+        ],
+    )  # fmt: skip
+    weekly_build >> train
