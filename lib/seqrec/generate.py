@@ -407,7 +407,7 @@ def _hash(seed: int, salt: str, *keys: Column) -> Column:
 def _unit(bits: Column, part: int = 0) -> Column:
     """Uniform ``part`` (0, 1 or 2) in [0, 1) of the three packed in 64 hashed bits."""
     mask = (1 << _UNIT_BITS) - 1
-    return F.shiftrightunsigned(bits, _UNIT_BITS * part).bitwiseAND(mask) / float(mask + 1)
+    return F.shiftrightunsigned(bits, _UNIT_BITS * part).bitwiseAND(mask) * (1.0 / (mask + 1))
 
 
 def _div(a: Column, b: Column | int) -> Column:
