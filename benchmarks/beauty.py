@@ -30,6 +30,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -52,7 +54,14 @@ S3REC_SASREC: dict[str, Any] = {
     "dropout": 0.5,
     "max_len": 50,
 }
-S3REC_TRAIN: dict[str, Any] = {"loss": "bce", "lr": 1e-3, "batch_size": 256, "warmup_steps": 0}
+S3REC_TRAIN: dict[str, Any] = {
+    "loss": "bce",
+    "lr": 1e-3,
+    "batch_size": 256,
+    "warmup_steps": 0,
+    "patience": 10,
+    "grad_clip": None,
+}
 COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 
 
@@ -118,10 +127,11 @@ def run_neural(
     metrics = evaluate(model, test, mask_history=True)
     return {
         **metrics,
-        "valid_ndcg@10": result.best_metrics["ndcg@10"],
+        "valid_ndcg@10": result.best_metrics.get("ndcg@10", math.nan),
         "best_epoch": result.best_epoch,
         "epochs": len(result.history),
         "seconds": result.seconds + time.perf_counter() - start,
+        "cpu_seconds": result.cpu_seconds,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 
@@ -165,15 +175,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             )
         else:
             parser.error(f"unknown model {name!r}")
+        # Other jobs on a shared machine stretch wall time: keep the load beside it.
+        results[name]["load_avg_15m"] = os.getloadavg()[2]
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
 
-    header = (
-        f"{'model':<12}" + "".join(f"{c:>11}" for c in COLUMNS) + f"{'epochs':>8}{'seconds':>9}"
-    )
-    print(header)
+    header = f"{'model':<12}" + "".join(f"{c:>11}" for c in COLUMNS)
+    print(header + f"{'best/epochs':>12}{'wall s':>8}{'cpu s':>8}{'load':>6}")
     for name, m in results.items():
         cells = "".join(f"{m[c]:>11.4f}" for c in COLUMNS)
-        print(f"{name:<12}{cells}{int(m.get('epochs', 0)):>8}{m['seconds']:>9.0f}")
+        epochs = f"{int(m.get('best_epoch', 0))}/{int(m.get('epochs', 0))}"
+        cpu = m.get("cpu_seconds", 0.0)
+        print(
+            f"{name:<12}{cells}{epochs:>12}{m['seconds']:>8.0f}{cpu:>8.0f}{m['load_avg_15m']:>6.1f}"
+        )
     print(json.dumps(results))
     return results
 

@@ -21,9 +21,11 @@ a fresh subprocess so that its memory is its own:
   with the cut-off count; sequences, vocabularies, items and quarantine written as Parquet.
 
 Timed: ``job s`` is the pipeline alone (for Spark, ``run_build`` after the session is up);
-``start s`` is interpreter + session start-up, reported apart. Peak memory is the largest sum
-of the RSS of the subprocess and all its descendants (the JVM for Spark), sampled every 0.1 s
-(shared pages of forked workers count once per process, so it errs high).
+``start s`` is interpreter + session start-up, reported apart. ``job CPU s`` is the user +
+system CPU time of the worker's process tree (the JVM included) over the same span: on a shared
+machine wall times swing with the load, CPU seconds much less, so both are reported. Peak
+memory is the largest sum of the RSS of the subprocess and all its descendants, sampled every
+0.1 s (shared pages of forked workers count once per process, so it errs high).
 
 The outputs are then compared (not timed): accounting and quarantine (reason, original line),
 the cut-off, every vocabulary (key -> id, count) and every user's arrays, exactly. Any

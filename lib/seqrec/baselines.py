@@ -38,20 +38,20 @@ def _item_counts(sequences: Sequence[Sequence[int]], n_items: int) -> np.ndarray
 def _sparse_transposed(
     rows: np.ndarray, cols: np.ndarray, values: np.ndarray, n_items: int
 ) -> Tensor:
-    """CSR tensor of M^T for the item-item matrix M[rows, cols] = values."""
+    """Sparse (COO) tensor of M^T for the item-item matrix M[rows, cols] = values."""
     size = n_items + 1
-    coo = torch.sparse_coo_tensor(
+    return torch.sparse_coo_tensor(
         torch.from_numpy(np.stack([cols, rows])),
         torch.from_numpy(values.astype(np.float32)),
         (size, size),
-    )
-    return coo.coalesce().to_sparse_csr()
+        check_invariants=True,
+    ).coalesce()
 
 
 class _ItemItemScorer:
     """Scores = query [B, V + 1] @ M, plus a popularity fallback."""
 
-    matrix_t: Tensor  # CSR [V + 1, V + 1], M transposed
+    matrix_t: Tensor  # sparse [V + 1, V + 1], M transposed
     popularity: Tensor  # [V + 1], in [0, 1]
     fallback: float
 

@@ -60,6 +60,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import accumulate
+from statistics import NormalDist
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -305,6 +306,24 @@ _QUERIES = tuple(
     for d, leaf in _LEAVES
 )
 
+
+def _price_cents() -> tuple[int, ...]:
+    """``_PRICE_LEVELS`` prices per leaf (leaf-major): log-normal quantiles (sigma 0.5) around
+    the leaf's base price, ending in .99 as shop prices do."""
+    quantiles = [NormalDist().inv_cdf((k + 0.5) / _PRICE_LEVELS) for k in range(_PRICE_LEVELS)]
+    return tuple(
+        max(math.floor(leaf.base_price * math.exp(0.5 * z)), 1) * 100 - 1
+        for _, leaf in _LEAVES
+        for z in quantiles
+    )
+
+
+_PRICE_LEVELS = 64
+_PRICE_CENTS = _price_cents()
+_PRICE_TEXTS = tuple(f"{cents // 100}.{cents % 100:02d}" for cents in _PRICE_CENTS)
+_CLOCK_HOURS = tuple(f"{hour:02d}" for hour in range(24))
+_CLOCK_MINUTES = tuple(f"{minute:02d}:{second:02d}" for minute in range(60) for second in range(60))
+
 # --- model constants (see the module docstring) -----------------------------------------------
 _EVENTS_PER_USER = 25  # default n_users = n_events // this
 _LEAF_ZIPF = 0.8  # exponent of the leaf popularity
@@ -396,6 +415,11 @@ def _plan(spark: SparkSession, config: GeneratorConfig) -> _Plan:
 
 
 # --- expression helpers -------------------------------------------------------------------------
+# Spark fuses the whole pipeline into a few generated Java methods, one per `explode`. Methods
+# that grow past a few kilobytes of bytecode take the JIT compiler minutes (or forever: past
+# 8 KB it gives up), and the pipeline runs several times slower until then. Hence lookups in
+# literal tables instead of arithmetic where a small table will do (clock, prices, leaf
+# popularity), and doubles in hot per-event arithmetic.
 _UNIT_BITS = 21  # three uniforms per 64-bit hash; 2^-21 resolution is ample for every choice
 
 
@@ -410,20 +434,14 @@ def _unit(bits: Column, part: int = 0) -> Column:
     return F.shiftrightunsigned(bits, _UNIT_BITS * part).bitwiseAND(mask) * (1.0 / (mask + 1))
 
 
-def _div(a: Column, b: Column | int) -> Column:
-    """Exact floor division of a non-negative long by a positive one."""
-    return ((a - F.pmod(a, b)) / b).cast("long")
-
-
-def _zipf_rank(u: Column, n: Column | int, exponent: float) -> Column:
+def _zipf_rank(u: Column, n: Column, exponent: float) -> Column:
     """A rank in [0, n) with P(rank) roughly proportional to 1 / (rank + 1) ** exponent.
 
     The inverse CDF of the continuous power law on [1, n + 1), floored; ``exponent != 1``.
     """
     e = 1.0 - exponent
-    size = F.lit(n) if isinstance(n, int) else n
-    x = F.pow(1 + u * (F.pow(size + 1, e) - 1), 1.0 / e)
-    return F.least(F.floor(x) - 1, size - 1).cast("long")
+    x = F.pow(1.0 + u * (F.pow(n + 1.0, e) - 1.0), 1.0 / e)
+    return F.least(F.floor(x) - 1, n - 1)
 
 
 def _at(array: Column, index: Column) -> Column:
@@ -435,7 +453,7 @@ def _at(array: Column, index: Column) -> Column:
     return F.get(array, index.cast("int"))
 
 
-def _words(values: tuple[str, ...]) -> Column:
+def _words(values: Sequence[str]) -> Column:
     """A literal ``array<string>``: one ``split`` of one literal, which the optimizer folds.
 
     ``F.array(*map(F.lit, ...))`` would cost one Py4J round trip per word.
@@ -462,44 +480,32 @@ def _popular_leaf(u: Column, leaf_table: tuple[int, ...]) -> Column:
 
 
 def _iso_utc(epoch_s: Column) -> Column:
-    """``yyyy-MM-ddTHH:mm:ssZ`` by arithmetic, so the session time zone cannot shift it."""
-    day = F.floor(epoch_s / _DAY_S).cast("int")
+    """``yyyy-MM-ddTHH:mm:ssZ`` without the session time zone (which ``date_format`` uses)."""
     second = F.pmod(epoch_s, _DAY_S)
     return F.concat(
-        F.date_add(F.lit("1970-01-01").cast("date"), day).cast("string"),
+        F.date_add(F.lit("1970-01-01").cast("date"), F.floor(epoch_s / _DAY_S).cast("int")).cast(
+            "string"
+        ),
         F.lit("T"),
-        F.lpad(_div(second, 3600).cast("string"), 2, "0"),
+        _at(_words(_CLOCK_HOURS), F.floor(second / 3600)),
         F.lit(":"),
-        F.lpad(F.pmod(_div(second, 60), 60).cast("string"), 2, "0"),
-        F.lit(":"),
-        F.lpad(F.pmod(second, 60).cast("string"), 2, "0"),
+        _at(_words(_CLOCK_MINUTES), F.pmod(second, 3600)),
         F.lit("Z"),
     )
 
 
 def _leaf_path(leaf: Column) -> Column:
-    return _at(_words(tuple(f"{_CATALOG[d].name}>{leaf_.path}" for d, leaf_ in _LEAVES)), leaf)
+    return _at(_words([f"{_CATALOG[d].name}>{leaf_.path}" for d, leaf_ in _LEAVES]), leaf)
 
 
 def _leaf_department(leaf: Column) -> Column:
     return _at(_numbers([d for d, _ in _LEAVES], "int"), leaf)
 
 
-def _leaf_base_price(leaf: Column) -> Column:
-    return _at(_numbers([leaf_.base_price for _, leaf_ in _LEAVES], "double"), leaf)
-
-
-def _item_cents(seed: int, idx: Column, n_leaves: int) -> Column:
-    """Price in cents, log-normal (sigma 0.5) around the leaf's base, ending in .99."""
-    bits = _hash(seed, "price", idx)
-    normal = (_unit(bits, 0) + _unit(bits, 1) + _unit(bits, 2) - 1.5) * 2.0  # Irwin-Hall, var 1
-    price = _leaf_base_price(F.pmod(idx, n_leaves)) * F.exp(normal * 0.5)
-    return F.greatest(F.floor(price), F.lit(1)) * 100 - 1
-
-
-def _cents_text(cents: Column) -> Column:
-    whole, rest = _div(cents, 100).cast("string"), F.pmod(cents, 100).cast("string")
-    return F.concat(whole, F.lit("."), F.lpad(rest, 2, "0"))
+def _price_level(seed: int, idx: Column, n_leaves: int) -> Column:
+    """Index of an item's price in the ``_PRICE_*`` tables."""
+    level = F.floor(_unit(_hash(seed, "price", idx)) * _PRICE_LEVELS)
+    return F.pmod(idx, n_leaves) * _PRICE_LEVELS + level
 
 
 def _item_id(idx: Column, n_items: int, perm: tuple[int, int]) -> Column:
@@ -515,27 +521,32 @@ def generate_items(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
     idx, bits, more_bits = F.col("id"), F.col("_bits"), F.col("_more_bits")
     leaf = F.pmod(idx, plan.n_leaves)
     dept = _leaf_department(leaf)
+    name = F.concat_ws(
+        " ", BRAND, _pick(_ADJECTIVES, dept, _unit(bits, 1)), _pick(_NOUNS, leaf, _unit(bits, 2))
+    )
     title = F.concat_ws(
         ", ",
-        F.concat_ws(
-            " ",
-            BRAND,
-            _pick(_ADJECTIVES, dept, _unit(bits, 1)),
-            _pick(_NOUNS, leaf, _unit(more_bits, 0)),
-        ),
-        _pick(_VARIANTS, dept, _unit(bits, 2)),
+        name,
+        _pick(_VARIANTS, dept, _unit(more_bits, 0)),
         _pick(_SIZES, leaf, _unit(more_bits, 1)),
     )
+    price = _at(_numbers([c / 100 for c in _PRICE_CENTS], "double"), F.col("_price_level"))
     return (
         spark.range(plan.n_items, numPartitions=plan.item_partitions)
-        .withColumns({"_bits": _hash(seed, "item", idx), "_more_bits": _hash(seed, "item2", idx)})
+        .withColumns(
+            {
+                "_bits": _hash(seed, "item", idx),
+                "_more_bits": _hash(seed, "item2", idx),
+                "_price_level": _price_level(seed, idx, plan.n_leaves),
+            }
+        )
         .withColumn(BRAND, _pick(_BRANDS, dept, _unit(bits, 0)))
         .select(
             _item_id(idx, plan.n_items, plan.item_perm).alias(ITEM_ID),
             title.alias(TITLE),
             F.col(BRAND),
             _leaf_path(leaf).alias(CATEGORY),
-            (_item_cents(seed, idx, plan.n_leaves) / 100.0).alias(PRICE),
+            price.alias(PRICE),
         )
     )
 
@@ -546,7 +557,7 @@ _ROW = "_row"  # the user's row number: the key of every per-user random choice
 _IS_BOT = "_is_bot"
 _FIRST = "_first"  # global number of the user's first event
 _N = "_n"  # the user's number of events
-_T0 = "_t0"  # the user's first active second, from the start of the window
+_T0 = "_t0"  # the user's first active second (epoch)
 _WINDOW = "_window"  # length in seconds of the user's active window
 _SESSIONS = "_sessions"
 _PREFS = "_prefs"  # the user's preferred leaves (the first n_prefs count)
@@ -554,27 +565,29 @@ _N_PREFS = "_n_prefs"
 _CRAWL = "_crawl"  # a bot's first item index
 # per session:
 _S = "_s"  # session number inside the user
-_FROM = "_from"  # position of its first event among the user's events
+_E0 = "_e0"  # global number of its first event
 _LEN = "_len"
-_START = "_start"  # its first second, from the start of the window (fractional)
+_START = "_start"  # its first second (epoch, fractional)
 _GAP = "_gap"  # mean gap between its events in seconds
 _SESSION_LEAF = "_session_leaf"
 _CART_AT = "_cart_at"  # position of its cart event, -1 for none
 _BUYS = "_buys"  # whether it ends with a purchase
 _OPENS_WITH_SEARCH = "_opens_with_search"
 # per event:
-_P = "_p"  # position inside the session
 _E = "_e"  # global event number: the key of every per-event random choice
+_P = "_p"  # position inside the session
+_BITS = "_bits"  # the event's random bits
 _T = "_t"  # epoch seconds
 _IDX = "_idx"  # item index, null for a search without a click
 _TYPE = "_type"
 _QUERY_LEAF = "_query_leaf"
+_KIND = "_kind"  # malformed kind, null for a good row
 
 
 def _activity_curve(x: Column) -> Column:
     """G: share of the human events owned by the users of activity rank below x·U."""
     w, beta = _ACTIVITY_POWER_WEIGHT, _ACTIVITY_PARETO_BETA
-    return F.pow(x, 3.0) * w + (1 - F.pow(1 - x, beta)) * (1 - w)
+    return F.pow(x, 3.0) * w + (1.0 - F.pow(1.0 - x, beta)) * (1.0 - w)
 
 
 def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
@@ -595,11 +608,11 @@ def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
         .otherwise(start_of(slot + 1))
     )
     u_join, u_stay = _unit(bits, 0), _unit(bits, 1)
-    bot_window = F.least(F.lit(span), F.floor((1 + 2 * u_stay) * _DAY_S))
-    human_t0 = F.floor(u_join * 0.8 * span)
-    t0 = F.when(is_bot, F.floor(u_join * (span - bot_window))).otherwise(human_t0)
-    human_window = F.floor((span - human_t0) * (0.2 + 0.8 * u_stay))
-    mean_session = 2 + 8 * F.pow(_unit(bits, 2), 2.0)
+    bot_window = F.least(F.lit(float(span)), (1.0 + 2.0 * u_stay) * _DAY_S)
+    human_t0 = u_join * 0.8 * span
+    t0 = F.when(is_bot, u_join * (span - bot_window)).otherwise(human_t0)
+    human_window = (span - human_t0) * (0.2 + 0.8 * u_stay)
+    mean_session = 2.0 + 8.0 * F.pow(_unit(bits, 2), 2.0)
     human_sessions = F.least(
         F.greatest(F.round(n / mean_session), F.lit(1)),
         n,
@@ -622,16 +635,15 @@ def _users(spark: SparkSession, plan: _Plan) -> DataFrame:
         .withColumns(
             {
                 _FIRST: first,
-                _N: end - first,
-                _T0: t0.cast("long"),
-                _WINDOW: F.when(is_bot, bot_window).otherwise(human_window).cast("long"),
+                _N: end - first,  # 0 for a user with nothing to do: no session comes out
+                _T0: t0 + plan.start_epoch,
+                _WINDOW: F.when(is_bot, bot_window).otherwise(human_window),
                 _PREFS: F.array(*prefs),
                 _N_PREFS: (1 + F.floor(_unit(more_bits, 2) * 3)).cast("int"),
-                _CRAWL: F.floor(_unit(more_bits, 1) * plan.n_items).cast("long"),
+                _CRAWL: F.floor(_unit(more_bits, 1) * plan.n_items),
             }
         )
-        .where(n > 0)
-        .withColumn(_SESSIONS, F.when(is_bot, bot_sessions).otherwise(human_sessions).cast("long"))
+        .withColumn(_SESSIONS, F.when(is_bot, bot_sessions).otherwise(human_sessions).cast("int"))
         .drop("_slot", "_bits", "_more_bits", "_taste_bits")
     )
 
@@ -652,102 +664,93 @@ def _explode_sessions(users: DataFrame, seed: int, leaf_table: tuple[int, ...]) 
     The first event of session ``s`` is drawn inside ``[ceil(k·s/S), ceil(k·(s+1)/S))`` of the
     user's ``k`` events, so sessions are never empty and their sizes vary (0-2x the mean). The
     session starts at a random point of the ``s``-th ``S``-th of the user's window, leaving
-    room for all its gaps, so times never go backwards.
+    room for all its gaps (at most 1.8 mean gaps each), so times never go backwards.
     """
     row, s, k, n_sessions = F.col(_ROW), F.col(_S), F.col(_N), F.col(_SESSIONS)
     length, bits, more_bits = F.col(_LEN), F.col("_bits"), F.col("_more_bits")
 
     def cut(session: Column) -> Column:
-        low = _div(k * session + n_sessions - 1, n_sessions)
-        high = _div(k * (session + 1) + n_sessions - 1, n_sessions)
+        low = F.ceil(k * session / n_sessions)
+        high = F.ceil(k * (session + 1) / n_sessions)
         inner = low + F.floor(_unit(_hash(seed, "cut", row, session)) * (high - low))
         return F.when(session == 0, F.lit(0)).when(session == n_sessions, k).otherwise(inner)
 
     stratum = F.col(_WINDOW) / n_sessions
     human_gap = F.exp(math.log(4.0) + _unit(bits, 0) * math.log(180.0 / 4.0))  # 4 s - 3 min
     bot_gap = 0.3 + 0.6 * _unit(bits, 0)
-    # the session's gaps (up to 1.8 mean gaps each) fit into its stratum
     gap = F.least(F.when(F.col(_IS_BOT), bot_gap).otherwise(human_gap), stratum / (length + 1))
     start = F.col(_T0) + stratum * s + _unit(bits, 1) * (stratum - F.col(_GAP) * (length + 1))
     has_cart = (length >= 2) & (_unit(bits, 2) < 0.08 + 0.02 * F.least(length, F.lit(8)))
     cart_at = 1 + F.floor(_unit(more_bits, 0) * F.greatest(length - 2, F.lit(1)))
-    buys = F.when(
-        has_cart, (length >= 3) & (_unit(more_bits, 1) < 0.45)
-    ).otherwise(  # a "buy now" without a cart
-        (length >= 2) & (_unit(more_bits, 1) < 0.02)
+    buys = F.when(has_cart, (length >= 3) & (_unit(more_bits, 1) < 0.45)).otherwise(
+        (length >= 2) & (_unit(more_bits, 1) < 0.01)  # a "buy now" without a cart
     )
     return (
-        users.withColumn(_S, F.explode(F.sequence(F.lit(0).cast("long"), n_sessions - 1)))
+        users.select("*", F.posexplode(F.array_repeat(F.lit(0), n_sessions)).alias(_S, "_zero"))
         .withColumns(
             {
                 RAW_SESSION_ID: F.concat_ws("-", USER_ID, s.cast("string")),
-                _FROM: cut(s).cast("long"),
-                "_to": cut(s + 1).cast("long"),
+                "_from": cut(s),
+                "_to": cut(s + 1),
                 "_bits": _hash(seed, "session", row, s),
                 "_more_bits": _hash(seed, "session2", row, s),
             }
         )
-        .withColumn(_LEN, F.col("_to") - F.col(_FROM))
+        .withColumns({_E0: F.col(_FIRST) + F.col("_from"), _LEN: F.col("_to") - F.col("_from")})
         .withColumn(_GAP, gap)
         .withColumns(
             {
                 _START: start,
                 _SESSION_LEAF: _session_leaf(seed, s, leaf_table),
-                _CART_AT: F.when(has_cart, cart_at).otherwise(F.lit(-1)).cast("long"),
+                _CART_AT: F.when(has_cart, cart_at).otherwise(F.lit(-1)),
                 _BUYS: ~F.col(_IS_BOT) & buys,
                 _OPENS_WITH_SEARCH: ~F.col(_IS_BOT) & (_unit(more_bits, 2) < 0.35),
+                _CRAWL: F.col(_CRAWL) + F.col("_from"),
             }
         )
-        .drop("_to", "_bits", "_more_bits")
+        .drop("_zero", "_from", "_to", "_bits", "_more_bits")
     )
 
 
-def _explode_events(sessions: DataFrame, seed: int, start_epoch: int) -> DataFrame:
-    """One row per event: position in its session, global number and time."""
-    p = F.col(_P)
-    offset = F.col(_GAP) * (p + 0.8 * _unit(_hash(seed, "time", F.col(_E))))  # gaps 0.2-1.8x
+def _explode_events(sessions: DataFrame, seed: int) -> DataFrame:
+    """One row per event: its global number, position in its session, random bits and time."""
+    p, bits = F.col(_P), F.col(_BITS)
+    e0 = F.col(_E0)
+    offset = F.col(_GAP) * (p + 0.8 * _unit(bits, 2))  # gaps of 0.2-1.8 mean gaps
     return (
-        sessions.withColumn(_P, F.explode(F.sequence(F.lit(0).cast("long"), F.col(_LEN) - 1)))
-        .withColumn(_E, F.col(_FIRST) + F.col(_FROM) + p)
-        .withColumn(_T, F.floor(F.col(_START) + offset).cast("long") + start_epoch)
+        sessions.withColumn(_E, F.explode(F.sequence(e0, e0 + F.col(_LEN) - 1)))
+        .withColumns({_P: (F.col(_E) - e0).cast("double"), _BITS: _hash(seed, "event", F.col(_E))})
+        .withColumn(_T, F.floor(F.col(_START) + offset))
     )
 
 
 def _with_actions(
     events: DataFrame, seed: int, n_items: int, n_leaves: int, leaf_table: tuple[int, ...]
 ) -> DataFrame:
-    """Event type, item index and query leaf of each event (see the module docstring).
-
-    Shared sub-results are materialized as columns stage by stage: inlined, the expression
-    trees get duplicated and the generated Java methods too big for the JIT compiler.
-    """
+    """Event type, item index and query leaf of each event (see the module docstring)."""
     row, s, p, length = F.col(_ROW), F.col(_S), F.col(_P), F.col(_LEN)
-    is_bot, cart_at, seen = F.col(_IS_BOT), F.col(_CART_AT), F.col("_seen")
+    is_bot, cart_at, seen, kind = F.col(_IS_BOT), F.col(_CART_AT), F.col("_seen"), F.col(_TYPE)
     slot_s, slot_p = F.col("_slot_s"), F.col("_slot_p")
-    bits, repeat_bits, browse_bits = F.col("_bits"), F.col("_repeat_bits"), F.col("_browse_bits")
+    repeat_bits, browse_bits = F.col("_repeat_bits"), F.col("_browse_bits")
 
-    r = _unit(bits, 0)
+    r = _unit(F.col(_BITS), 0)
     is_purchase = F.col(_BUYS) & (p == length - 1)
-    is_cart = p == cart_at
     is_search = ((p == 0) & F.col(_OPENS_WITH_SEARCH)) | ((p > 0) & (r < 0.04))
-    is_fav = (p >= 1) & (r >= 0.04) & (r < 0.07)
-    is_click = (r >= 0.07) & (r < 0.22)
     event_type = (
         F.when(is_bot, F.lit(VIEW))
         .when(is_purchase, F.lit(PURCHASE))
-        .when(is_cart, F.lit(CART))
+        .when(p == cart_at, F.lit(CART))
         .when(is_search, F.lit(SEARCH))
-        .when(is_fav, F.lit(FAV))
-        .when(is_click, F.lit(CLICK))
+        .when((p >= 1) & (r < 0.07), F.lit(FAV))
+        .when(r < 0.22, F.lit(CLICK))
         .otherwise(F.lit(VIEW))  # the remaining case by construction, not a catch-all
     )
     # The position whose item this event shows: a cart and its purchase show the item seen
     # just before the cart, a favourite (or a "buy now") the item seen just before.
-    event_type_is = F.col(_TYPE)
     seen_position = (
-        F.when((event_type_is == PURCHASE) & (cart_at >= 0), cart_at - 1)
-        .when(event_type_is.isin(PURCHASE, FAV), p - 1)
-        .when(event_type_is == CART, cart_at - 1)
+        F.when((kind == PURCHASE) & (cart_at >= 0), cart_at - 1)
+        .when(kind.isin(PURCHASE, FAV), p - 1)
+        .when(kind == CART, cart_at - 1)
         .otherwise(p)
     )
     u_repeat, u_back = _unit(repeat_bits, 0), _unit(repeat_bits, 1)
@@ -758,17 +761,16 @@ def _with_actions(
         .when(slot_s == s, F.col(_SESSION_LEAF))
         .otherwise(_session_leaf(seed, slot_s, leaf_table))
     )
-    in_leaf = _div(n_items - 1 - F.col("_leaf"), n_leaves) + 1
+    in_leaf = F.floor((n_items - 1 - F.col("_leaf")) / n_leaves) + 1
     rank = _zipf_rank(_unit(browse_bits, 2), in_leaf, _ITEM_ZIPF)
-    no_click = (F.col(_TYPE) == SEARCH) & (_unit(bits, 1) < 0.3)
+    no_click = (kind == SEARCH) & (_unit(F.col(_BITS), 1) < 0.3)
     return (
-        events.withColumn("_bits", _hash(seed, "event", F.col(_E)))
-        .withColumn(_TYPE, event_type)
-        .withColumn("_seen", seen_position.cast("long"))
+        events.withColumn(_TYPE, event_type)
+        .withColumn("_seen", seen_position.cast("double"))
         .withColumn("_repeat_bits", _hash(seed, "repeat", row, s, seen))
         .withColumns(
             {
-                "_slot_s": F.when(earlier, F.floor(u_back * s)).otherwise(s).cast("long"),
+                "_slot_s": F.when(earlier, F.floor(u_back * s)).otherwise(s),
                 "_slot_p": F.when(within, F.floor(u_back * seen))
                 .when(earlier, F.floor(_unit(repeat_bits, 2) * 4))
                 .otherwise(seen)
@@ -779,10 +781,10 @@ def _with_actions(
         .withColumn("_leaf", leaf)
         .withColumns(
             {
-                _IDX: F.when(is_bot, F.pmod(F.col(_CRAWL) + F.col(_FROM) + p, n_items))
+                _IDX: F.when(is_bot, F.pmod(F.col(_CRAWL) + p, n_items))
                 .when(~no_click, rank * n_leaves + F.col("_leaf"))
                 .cast("long"),
-                _QUERY_LEAF: F.when(F.col(_TYPE) == SEARCH, F.col(_SESSION_LEAF)),
+                _QUERY_LEAF: F.when(kind == SEARCH, F.col(_SESSION_LEAF)),
             }
         )
     )
@@ -792,11 +794,10 @@ def _with_malformed(events: DataFrame, seed: int, share: float) -> DataFrame:
     """Mark ``share`` of the events as malformed, six kinds in equal parts (``_kind``); rows of
     kind 5 come out twice (exact duplicates). `_to_raw` renders the other kinds."""
     bits = F.col("_bad_bits")
-    kind = F.when(_unit(bits, 0) < share, F.floor(_unit(bits, 1) * 6))
-    copies = F.when(F.col("_kind") == 5, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
+    copies = F.when(F.col(_KIND) == 5, F.array(F.lit(0), F.lit(1))).otherwise(F.array(F.lit(0)))
     return (
         events.withColumn("_bad_bits", _hash(seed, "malformed", F.col(_E)))
-        .withColumn("_kind", kind)
+        .withColumn(_KIND, F.when(_unit(bits, 0) < share, F.floor(_unit(bits, 1) * 6)))
         .withColumn("_copy", F.explode(copies))
     )
 
@@ -807,13 +808,11 @@ def _to_raw(
     """The canonical RAW string columns, with the malformed kinds rendered: 0 a null or empty
     user id, 1 an unparseable time, 2 a time 40 years ahead, 3 one before 1970, 4 an unknown
     event type."""
-    idx, query_leaf, kind = F.col(_IDX), F.col(_QUERY_LEAF), F.col("_kind")
-    query = _pick(_QUERIES, query_leaf, _unit(_hash(seed, "query", F.col(_E))))
-    no_user = kind == 0
+    idx, query_leaf, kind = F.col(_IDX), F.col(_QUERY_LEAF), F.col(_KIND)
+    query = _pick(_QUERIES, query_leaf, _unit(F.col("_bad_bits"), 2))
     shift = F.when(kind == 2, F.lit(_FUTURE_SHIFT_S)).when(kind == 3, F.lit(-_PAST_SHIFT_S))
     return events.select(
-        F.when(no_user & (_unit(F.col("_bad_bits"), 2) < 0.5), F.lit(None).cast("string"))
-        .when(no_user, F.lit(""))
+        F.when(kind == 0, F.when(_unit(F.col(_BITS), 1) < 0.5, F.lit("")))
         .otherwise(F.col(USER_ID))
         .alias(USER_ID),
         _item_id(idx, n_items, item_perm).alias(ITEM_ID),
@@ -823,7 +822,7 @@ def _to_raw(
         F.when(kind == 4, F.lit(UNKNOWN_EVENT_TYPE)).otherwise(F.col(_TYPE)).alias(EVENT_TYPE),
         F.col(RAW_SESSION_ID),
         _leaf_path(F.pmod(idx, n_leaves)).alias(CATEGORY),
-        F.when(idx.isNotNull(), _cents_text(_item_cents(seed, idx, n_leaves))).alias(PRICE),
+        _at(_words(_PRICE_TEXTS), _price_level(seed, idx, n_leaves)).alias(PRICE),
         F.when(query_leaf.isNotNull(), query).alias(TEXT),
     )
 
@@ -838,7 +837,7 @@ def generate_events(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
     return (
         _users(spark, plan)
         .transform(_explode_sessions, plan.seed, plan.leaf_table)
-        .transform(_explode_events, plan.seed, plan.start_epoch)
+        .transform(_explode_events, plan.seed)
         .transform(_with_actions, plan.seed, plan.n_items, plan.n_leaves, plan.leaf_table)
         .transform(_with_malformed, plan.seed, config.malformed_share)
         .transform(_to_raw, plan.seed, plan.n_items, plan.n_leaves, plan.item_perm)

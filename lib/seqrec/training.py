@@ -57,7 +57,7 @@ class TrainConfig:
     category_loss_weight: float = 0.0  # next-category cross-entropy (needs category_idx)
     intent_loss_weight: float = 0.0  # purchase-intent BCE (needs purchase_label)
     grad_clip: float | None = 5.0  # max gradient norm, None = off
-    patience: int = 10  # epochs without a better monitored metric before stopping
+    patience: int = 5  # epochs without a better monitored metric before stopping
     monitor: str = "ndcg@10"  # validation metric for early stopping and the best state
     ks: tuple[int, ...] = DEFAULT_KS
     mask_history: bool = True  # remove seen items from the validation ranking
@@ -301,7 +301,7 @@ def train(
     history: list[dict[str, float]] = []
     cpu_started = time.process_time()
     best_value, best_epoch = -math.inf, 0
-    best_state: dict[str, Tensor] = {}
+    best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     best_metrics: dict[str, float] = {}
     started = time.perf_counter()
     for epoch in range(1, config.epochs + 1):

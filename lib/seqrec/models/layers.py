@@ -44,9 +44,9 @@ class SequenceModelConfig:
     """Fields every model shares; each model's own config adds its architecture fields."""
 
     n_items: int  # catalogue size; item ids are 1..n_items, 0 is padding
-    hidden_size: int = 64
+    hidden_size: int = 128
     max_len: int = 50  # newest events the model reads; older ones are cut by the data layer
-    dropout: float = 0.2  # on embeddings and inside the encoder
+    dropout: float = 0.5  # on embeddings and inside the encoder (sparse data overfits fast)
     n_event_types: int = 0  # event-type vocabulary size (ids 1..n), 0 = channel unused
     n_categories: int = 0  # category vocabulary size; > 0 also enables the next-category head
     n_time_buckets: int = 0  # log2 time-gap buckets, 0 = channel unused
