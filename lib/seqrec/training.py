@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -328,7 +329,8 @@ def train(
         if rank == 0:
             tqdm.write(
                 f"epoch {epoch}: loss {row['loss']:.4f}  valid {config.monitor} "
-                f"{metrics[config.monitor]:.4f}  ({train_seconds:.0f}s)"
+                f"{metrics[config.monitor]:.4f}  ({train_seconds:.0f}s)",
+                file=sys.stderr,  # progress on stderr keeps stdout for results
             )
         if metrics[config.monitor] > best_value:
             best_value, best_epoch, best_metrics = metrics[config.monitor], epoch, metrics
