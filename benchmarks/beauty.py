@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -38,10 +39,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from seqrec.baselines import ItemKNN, MarkovChain, MostPopular
 from seqrec.models import build_model
+from seqrec.text import TextEncoder, default_model_path, item_text
 from seqrec.training import EvalBatches, TrainBatches, TrainConfig, evaluate, train
 
 BASELINES = {"pop": MostPopular, "itemknn": ItemKNN, "markov": MarkovChain}
@@ -63,6 +66,7 @@ S3REC_TRAIN: dict[str, Any] = {
     "grad_clip": None,
 }
 COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
+COLD_COLUMNS = ("cold_recall@10", "cold_ndcg@10")
 
 
 def read_sequences(path: Path) -> list[list[int]]:
@@ -93,38 +97,100 @@ def read_item_attributes(path: Path, n_items: int) -> tuple[torch.Tensor, int]:
     return table, len(vocab)
 
 
+def read_item_texts(path: Path, n_items: int) -> list[str]:
+    """One text per item id 0..n_items (title, brand, category path; "" when unknown)."""
+    texts = [""] * (n_items + 1)
+    with path.open() as handle:
+        next(handle)
+        for line in handle:
+            fields = line.rstrip("\n").split("\t")
+            item = int(fields[0])
+            if item > n_items:
+                continue
+            parts = [p for p in fields[3].split("|") if p] if len(fields) > 3 else []
+            brand, category = (parts[0], "|".join(parts[1:])) if parts else (None, None)
+            title = fields[2] if len(fields) > 2 and fields[2] else None
+            texts[item] = item_text(title, brand, category)
+    return texts
+
+
+def item_vectors(path: Path, n_items: int, cache_dir: Path) -> torch.Tensor:
+    """Text embeddings ``[n_items + 1, 384]`` of every item (zero rows without text), cached
+    under ``cache_dir`` by the items file's content and the encoder."""
+    texts = read_item_texts(path, n_items)
+    digest = hashlib.sha256("\n".join(texts).encode() + default_model_path().encode())
+    cache = cache_dir / f"item_vectors_{digest.hexdigest()[:16]}.npy"
+    if cache.exists():
+        return torch.from_numpy(np.load(cache))
+    start = time.perf_counter()
+    has_text = [i for i, t in enumerate(texts) if t]
+    vectors = np.zeros((n_items + 1, TextEncoder().dim), dtype=np.float32)
+    vectors[has_text] = TextEncoder().encode([texts[i] for i in has_text], progress=False)
+    print(
+        f"embedded {len(has_text)} item texts in {time.perf_counter() - start:.0f}s",
+        file=sys.stderr,
+    )
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    np.save(cache, vectors)
+    return torch.from_numpy(vectors)
+
+
 def run_neural(
-    name: str,
+    spec: str,
     train_seqs: Sequence[Sequence[int]],
     valid: EvalBatches,
-    test: EvalBatches,
+    tests: dict[str, EvalBatches],
     n_items: int,
-    attributes: tuple[torch.Tensor, int] | None,
+    side: SideInfo,
     epochs: int | None,
+    overrides: dict[str, Any],
 ) -> dict[str, float]:
+    """Train and test one model spec: ``name`` plus ``+attr`` (brand and category bag) and/or
+    ``+text`` (language-model item vectors), e.g. ``sasrec+attr+text``."""
+    name, *extras = spec.split("+")
     if name == "sasrec-bce":
-        model = build_model("sasrec", n_items=n_items, **S3REC_SASREC)
-        train_config = TrainConfig(**S3REC_TRAIN)
+        if extras:
+            raise ValueError("sasrec-bce reproduces a paper setting: it takes no side information")
+        model_fields, train_config = dict(S3REC_SASREC), TrainConfig(**S3REC_TRAIN)
+        name = "sasrec"
     else:
-        side: dict[str, Any] = {}
-        if attributes is not None:
-            table, n_attributes = attributes
-            side = {
-                "item_attributes": table,
-                "n_item_attributes": n_attributes,
-                "item_attribute_slots": table.size(1),
-            }
-        model = build_model(name, n_items=n_items, **side)
-        train_config = TrainConfig()
+        model_fields, train_config = {}, TrainConfig()
+    unknown = set(extras) - {"attr", "text"}
+    if unknown:
+        raise ValueError(f"unknown model extras {sorted(unknown)} in {spec!r}: use +attr, +text")
+    if "attr" in extras:
+        if side.attributes is None:
+            raise ValueError(f"{spec} needs --items (item attributes)")
+        table, n_attributes = side.attributes
+        model_fields.update(
+            item_attributes=table,
+            n_item_attributes=n_attributes,
+            item_attribute_slots=table.size(1),
+        )
+    if "text" in extras:
+        if side.vectors is None:
+            raise ValueError(f"{spec} needs --items (item titles)")
+        model_fields.update(item_vectors=side.vectors, item_vector_dim=side.vectors.size(1))
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    train_config = dataclasses.replace(
+        train_config, **{k: v for k, v in overrides.items() if k in train_fields}
+    )
+    model_fields.update({k: v for k, v in overrides.items() if k not in train_fields})
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
+    model = build_model(name, n_items=n_items, **model_fields)
     max_len = model.config.max_len
     batches = TrainBatches(train_seqs, train_config.batch_size, max_len + 1, train_config.seed)
-    valid.max_len = test.max_len = max_len
+    for data in (valid, *tests.values()):
+        data.max_len = max_len
     result = train(model, batches, valid, train_config)
     model.load_state_dict(result.best_state)
     start = time.perf_counter()
-    metrics = evaluate(model, test, mask_history=True)
+    metrics = {
+        f"{prefix}{key}": value
+        for prefix, test in tests.items()
+        for key, value in evaluate(model, test, mask_history=True).items()
+    }
     return {
         **metrics,
         "valid_ndcg@10": result.best_metrics.get("ndcg@10", math.nan),
@@ -136,6 +202,26 @@ def run_neural(
     }
 
 
+@dataclasses.dataclass
+class SideInfo:
+    attributes: tuple[torch.Tensor, int] | None = None
+    vectors: torch.Tensor | None = None
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``key=value`` pairs (values parsed as JSON when they parse, else kept as text)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="S3-Rec Beauty.txt")
@@ -143,6 +229,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--models", default="sasrec,gru4rec,bert4rec,sasrec-bce,pop,itemknn,markov")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--epochs", type=int, help="cap on epochs, for smoke runs only")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a model or training field (experiments only; the default is the product's)",
+    )
+    parser.add_argument(
+        "--cold-share",
+        type=float,
+        default=0.0,
+        help="hold this share of items out of training and report cold_* metrics on them",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the cold-item draw")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=Path("bench_out/beauty"),
+        help="where item text embeddings are cached",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -150,11 +256,33 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     n_items = max(max(s) for s in sequences)
     train_seqs = [s[:-2] for s in sequences]
     valid = EvalBatches([s[:-2] for s in sequences], [s[-2] for s in sequences], 1024, 50)
-    test = EvalBatches([s[:-1] for s in sequences], [s[-1] for s in sequences], 1024, 50)
-    attributes = read_item_attributes(args.items, n_items) if args.items else None
+    tests = {"": EvalBatches([s[:-1] for s in sequences], [s[-1] for s in sequences], 1024, 50)}
+    if args.cold_share > 0:
+        # Cold-start protocol: a seeded share of the items never appears in training (their
+        # events are dropped from the training sequences, and validation rows whose target is
+        # one of them are dropped); "cold_" metrics rank the test targets that are cold items.
+        cold = np.random.default_rng(args.seed).random(n_items + 1) < args.cold_share
+        cold[0] = False
+        train_seqs = [[i for i in s if not cold[i]] for s in train_seqs]
+        warm_valid = [s for s in sequences if not cold[s[-2]]]
+        valid = EvalBatches([s[:-2] for s in warm_valid], [s[-2] for s in warm_valid], 1024, 50)
+        cold_test = [s for s in sequences if cold[s[-1]]]
+        tests["cold_"] = EvalBatches(
+            [s[:-1] for s in cold_test], [s[-1] for s in cold_test], 1024, 50
+        )
+        print(
+            f"cold start: {int(cold.sum())} items held out of training, "
+            f"{len(cold_test)} test targets among them",
+            file=sys.stderr,
+        )
+    side = SideInfo()
+    if args.items:
+        side.attributes = read_item_attributes(args.items, n_items)
+        side.vectors = item_vectors(args.items, n_items, args.cache_dir)
+    overrides = parse_overrides(args.set)
     print(
         f"{len(sequences)} users, {n_items} items, {sum(map(len, sequences))} interactions; "
-        f"attributes: {attributes[1] if attributes else 'none'}",
+        f"attributes: {side.attributes[1] if side.attributes else 'none'}; overrides: {overrides}",
         file=sys.stderr,
     )
 
@@ -165,13 +293,17 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             scorer = BASELINES[name](n_items).fit(train_seqs)
             valid_metrics = evaluate(scorer, valid)
             results[name] = {
-                **evaluate(scorer, test),
+                **{
+                    f"{prefix}{key}": value
+                    for prefix, test in tests.items()
+                    for key, value in evaluate(scorer, test).items()
+                },
                 "valid_ndcg@10": valid_metrics["ndcg@10"],
                 "seconds": time.perf_counter() - start,
             }
-        elif name in NEURAL:
+        elif name.split("+")[0] in NEURAL:
             results[name] = run_neural(
-                name, train_seqs, valid, test, n_items, attributes, args.epochs
+                name, train_seqs, valid, tests, n_items, side, args.epochs, overrides
             )
         else:
             parser.error(f"unknown model {name!r}")
@@ -179,14 +311,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         results[name]["load_avg_15m"] = os.getloadavg()[2]
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
 
-    header = f"{'model':<12}" + "".join(f"{c:>11}" for c in COLUMNS)
+    columns = COLUMNS + (COLD_COLUMNS if args.cold_share > 0 else ())
+    header = f"{'model':<18}" + "".join(f"{c:>11}" for c in columns)
     print(header + f"{'best/epochs':>12}{'wall s':>8}{'cpu s':>8}{'load':>6}")
     for name, m in results.items():
-        cells = "".join(f"{m[c]:>11.4f}" for c in COLUMNS)
+        cells = "".join(f"{m[c]:>11.4f}" for c in columns)
         epochs = f"{int(m.get('best_epoch', 0))}/{int(m.get('epochs', 0))}"
         cpu = m.get("cpu_seconds", 0.0)
         print(
-            f"{name:<12}{cells}{epochs:>12}{m['seconds']:>8.0f}{cpu:>8.0f}{m['load_avg_15m']:>6.1f}"
+            f"{name:<18}{cells}{epochs:>12}{m['seconds']:>8.0f}{cpu:>8.0f}{m['load_avg_15m']:>6.1f}"
         )
     print(json.dumps(results))
     return results

@@ -160,10 +160,15 @@ class FeatureFusion(nn.Module):
         """The fused representation of every item id (row 0 = padding). ``[n_rows, H]``."""
         table = self.item_embedding.weight  # [V, H]
         if self.attribute_embedding is not None:
-            attrs = self.item_attributes
-            bag = self.attribute_embedding(attrs)  # [V, A, H]; padding slots embed to 0
-            count = (attrs != PAD).sum(1, keepdim=True).clamp(min=1)  # [V, 1]
-            table = table + bag.sum(1) / count
+            # Mean over each item's attributes, padding slots excluded (all-padding rows give
+            # 0); one fused kernel, no [V, A, H] intermediate.
+            bag = F.embedding_bag(
+                self.item_attributes,
+                self.attribute_embedding.weight,
+                mode="mean",
+                padding_idx=PAD,
+            )
+            table = table + bag
         if self.vector_projection is not None:
             table = table + self.vector_projection(self.item_vectors)  # [V, H]
         return table
