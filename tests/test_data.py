@@ -67,6 +67,9 @@ def test_eval_batches_leave_one_out_targets_and_history(tmp_path: Path) -> None:
     np.testing.assert_array_equal(test["target"], [8, 2])
     np.testing.assert_array_equal(test[schemas.SEQ_ITEMS], [[5, 6, 7], [0, 0, 9]])
     np.testing.assert_array_equal(test["seen"], [[5, 6, 7], [0, 0, 9]])
+    # The targets' own category and event type, for the next-category and intent metrics.
+    np.testing.assert_array_equal(test["target_category"], [8 % 3 + 1, 2 % 3 + 1])
+    np.testing.assert_array_equal(test["target_event_type"], [1, 1])
 
 
 def test_time_split_training_never_sees_events_after_cutoff(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 from seqrec.models import SequentialRecommender, build_model
+from seqrec.models.layers import CATEGORY_IDX, EVENT_TYPE_IDX, ITEM_IDX
 from seqrec.training import (
     EvalBatches,
     TrainBatches,
@@ -125,3 +126,66 @@ def test_device_defaults_to_cuda_only_when_present() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert choose_device().type == expected
     assert choose_device("cpu").type == "cpu"
+
+
+def test_category_and_intent_heads_learn_from_the_next_event() -> None:
+    # Items 1-4, 5-8, 9-12 form three categories; items 3, 6, 9, 12 are bought (event type 2),
+    # the rest viewed (1). On the cycle, the next category and whether the next event is a
+    # purchase both follow from the last item, so trained heads get them right; untrained
+    # heads would score about 1/3 accuracy and an AUC near 0.5.
+    def category(item: int) -> int:
+        return (item - 1) // 4 + 1
+
+    def event_type(item: int) -> int:
+        return 2 if item % 3 == 0 else 1
+
+    train_seqs, _ = splits()
+    side = {
+        EVENT_TYPE_IDX: [[event_type(i) for i in s] for s in train_seqs],
+        CATEGORY_IDX: [[category(i) for i in s] for s in train_seqs],
+    }
+    batches = TrainBatches(train_seqs, batch_size=16, width=7, seed=0, side=side)
+    histories, targets = train_seqs, [s[-1] for s in SEQUENCES]
+    valid = [
+        {
+            ITEM_IDX: pad_left(histories, 6),
+            EVENT_TYPE_IDX: pad_left(side[EVENT_TYPE_IDX], 6),
+            CATEGORY_IDX: pad_left(side[CATEGORY_IDX], 6),
+            "target": torch.tensor(targets),
+            "target_category": torch.tensor([category(t) for t in targets]),
+            "target_event_type": torch.tensor([event_type(t) for t in targets]),
+        }
+    ]
+    torch.manual_seed(0)
+    model = build_model(
+        "sasrec",
+        n_items=N_ITEMS,
+        hidden_size=16,
+        max_len=6,
+        dropout=0.0,
+        n_event_types=2,
+        n_categories=3,
+    )
+    config = TrainConfig(
+        epochs=30,
+        lr=1e-2,
+        warmup_steps=1,
+        patience=30,
+        device="cpu",
+        category_loss_weight=1.0,
+        intent_loss_weight=1.0,
+        purchase_event_type=2,
+    )
+    train(model, batches, valid, config)  # the ranking saturates early: keep the last weights
+    metrics = evaluate(model, valid, purchase_event_type=2)
+    labels = valid[0]["target_event_type"] == 2
+    assert 0 < int(labels.sum()) < len(labels)  # both classes occur among the targets
+    assert metrics["category_accuracy"] > 0.9
+    assert metrics["category_macro_f1"] > 0.9
+    assert metrics["intent_auc"] > 0.9
+    assert metrics["intent_log_loss"] < 0.4
+    assert {"intent_rmse", "intent_mae"} <= set(metrics)
+    # Without the purchase type, no intent metrics; without target columns, none either.
+    assert "intent_auc" not in evaluate(model, valid)
+    ranking_only = [{k: v for k, v in valid[0].items() if not k.startswith("target_")}]
+    assert "category_accuracy" not in evaluate(model, ranking_only, purchase_event_type=2)

@@ -226,6 +226,8 @@ def eval_batches(
                 max(pos - max_len, 0) : pos
             ]
             example["target"] = arrays[schemas.SEQ_ITEMS][i][pos : pos + 1]
+            example["target_category"] = arrays[schemas.SEQ_CATEGORIES][i][pos : pos + 1]
+            example["target_event_type"] = arrays[schemas.SEQ_EVENT_TYPES][i][pos : pos + 1]
             example["seen"] = arrays[schemas.SEQ_ITEMS][i][:pos]
             pending.append(example)
             if len(pending) == batch_size:
@@ -237,7 +239,8 @@ def eval_batches(
 
 def _collate_eval(examples: list[dict[str, np.ndarray]], max_len: int) -> dict[str, np.ndarray]:
     out = {key: _left_pad([e[key] for e in examples], max_len) for key in (*CHANNELS, "time_gap")}
-    out["target"] = np.concatenate([e["target"] for e in examples])
+    for key in ("target", "target_category", "target_event_type"):
+        out[key] = np.concatenate([e[key] for e in examples])
     longest = max(len(e["seen"]) for e in examples)
     out["seen"] = _left_pad([e["seen"] for e in examples], max(longest, 1))
     return out

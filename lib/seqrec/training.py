@@ -34,12 +34,13 @@ from seqrec.losses import (
     sample_negatives_excluding,
     sampled_softmax_loss,
 )
-from seqrec.metrics import DEFAULT_KS, RankingMetrics
+from seqrec.metrics import DEFAULT_KS, CategoryMetrics, IntentMetrics, RankingMetrics
 from seqrec.models.layers import ITEM_IDX, SEQUENCE_KEYS, Batch, SequentialRecommender
 
 SEEN = "seen"
 TARGET = "target"
-PURCHASE_LABEL = "purchase_label"  # [B] float, optional: does this sequence end in a purchase
+TARGET_CATEGORY = "target_category"  # [B] long, optional: category of the target (0 = unknown)
+TARGET_EVENT_TYPE = "target_event_type"  # [B] long, optional: event type of the target event
 
 Scorer = Callable[[Batch], Tensor]  # batch -> scores [B, n_items + 1]
 
@@ -56,7 +57,10 @@ class TrainConfig:
     n_negatives: int = 1024  # for "sampled": shared negatives per batch
     negative_sampling: str = "popularity"  # for "sampled": "popularity" or "uniform"
     category_loss_weight: float = 0.0  # next-category cross-entropy (needs category_idx)
-    intent_loss_weight: float = 0.0  # purchase-intent BCE (needs purchase_label)
+    # Purchase intent: P(the next event is a purchase), BCE at every position whose next event
+    # is known; needs event_type_idx and the id of the purchase event type (0 = no intent head).
+    intent_loss_weight: float = 0.0
+    purchase_event_type: int = 0
     grad_clip: float | None = 5.0  # max gradient norm, None = off
     patience: int = 5  # epochs without a better monitored metric before stopping
     monitor: str = "ndcg@10"  # validation metric for early stopping and the best state
@@ -218,11 +222,16 @@ class TrainingObjective(nn.Module):
             logits = model.next_category(hidden[cat_where])
             cat_loss = nn.functional.cross_entropy(logits.float(), pair.category_targets[cat_where])
             loss = loss + config.category_loss_weight * cat_loss
-        if config.intent_loss_weight and PURCHASE_LABEL in batch:
-            logit = model.purchase_intent(model.predict_hidden(batch))  # [B]
-            intent_loss = nn.functional.binary_cross_entropy_with_logits(
-                logit.float(), batch[PURCHASE_LABEL].float()
-            )
+        if (
+            config.intent_loss_weight
+            and config.purchase_event_type
+            and pair.event_type_targets is not None
+        ):
+            # Labels come from the target events only, so they never leak past the training
+            # window: a position's label is whether the event it predicts is a purchase.
+            labels = (pair.event_type_targets[where] == config.purchase_event_type).float()
+            logit = model.purchase_intent(h)  # [N]
+            intent_loss = nn.functional.binary_cross_entropy_with_logits(logit.float(), labels)
             loss = loss + config.intent_loss_weight * intent_loss
         return loss
 
@@ -322,7 +331,14 @@ def train(
             total += loss.item()
             steps += 1
         train_seconds = time.perf_counter() - epoch_start
-        metrics = evaluate(model, valid_data, config.ks, config.mask_history, device)
+        metrics = evaluate(
+            model,
+            valid_data,
+            config.ks,
+            config.mask_history,
+            device,
+            config.purchase_event_type,
+        )
         row = {"epoch": float(epoch), "loss": total / max(steps, 1), "train_seconds": train_seconds}
         row.update({f"valid_{k}": v for k, v in metrics.items()})
         history.append(row)
@@ -367,28 +383,52 @@ def evaluate(
     ks: Sequence[int] = DEFAULT_KS,
     mask_history: bool = True,
     device: torch.device | None = None,
+    purchase_event_type: int = 0,
 ) -> dict[str, float]:
     """Full-ranking Recall/NDCG/MRR@K of ``scorer`` over (history, target) batches.
 
     ``scorer`` is a model (put in eval mode here) or any ``batch -> scores`` callable such as
     a baseline. With ``mask_history`` the ``seen`` items (or ``item_idx`` when the batch has no
     ``seen``) are removed from the ranking.
+
+    For a model, the other heads are measured too when the batches say what to compare with:
+    next-category accuracy and macro-F1 when the model has a category head and batches carry
+    ``target_category``; purchase-intent AUC, log loss, RMSE and MAE when
+    ``purchase_event_type`` is given and batches carry ``target_event_type``.
     """
-    if isinstance(scorer, SequentialRecommender):
-        scorer.eval()
-        device = device or next(scorer.parameters()).device
-        score_fn = model_scorer(scorer)
-    else:
-        score_fn = scorer
+    model = scorer if isinstance(scorer, SequentialRecommender) else None
+    if model is not None:
+        model.eval()
+        device = device or next(model.parameters()).device
     device = device or torch.device("cpu")
     metrics = RankingMetrics(ks)
+    categories = (
+        CategoryMetrics(model.config.n_categories)
+        if model is not None and model.category_head is not None
+        else None
+    )
+    intent = IntentMetrics() if model is not None and purchase_event_type else None
     for batch in data:
         model_inputs = {k: v.to(device) for k, v in batch.items() if k in SEQUENCE_KEYS}
-        scores = score_fn(model_inputs).float()
+        if model is not None:
+            hidden = model.predict_hidden(model_inputs)
+            scores = model.item_scores(hidden).float()
+        else:
+            scores = scorer(model_inputs).float()  # type: ignore[operator]
         seen = batch.get(SEEN, batch[ITEM_IDX]) if mask_history else None
         metrics.update(
             scores,
             batch[TARGET].to(scores.device),
             None if seen is None else seen.to(scores.device),
         )
-    return metrics.compute()
+        if model is not None and categories is not None and TARGET_CATEGORY in batch:
+            categories.update(model.next_category(hidden), batch[TARGET_CATEGORY])
+        if model is not None and intent is not None and TARGET_EVENT_TYPE in batch:
+            probs = torch.sigmoid(model.purchase_intent(hidden).float())
+            intent.update(probs, batch[TARGET_EVENT_TYPE] == purchase_event_type)
+    out = metrics.compute()
+    if categories is not None and categories.count:
+        out.update(categories.compute())
+    if intent is not None and intent.probs:
+        out.update(intent.compute())
+    return out

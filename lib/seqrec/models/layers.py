@@ -241,6 +241,7 @@ class TrainingPair:
     inputs: Batch
     targets: Tensor  # [B, T] long
     category_targets: Tensor | None  # [B, T] long, 0 = no loss; None without category_idx
+    event_type_targets: Tensor | None = None  # [B, T] long, event type of the target event
 
 
 def _sequence_items(batch: Batch) -> Batch:
@@ -264,10 +265,12 @@ class CausalMasking:
         inputs = {k: v[:, :-1][:, -self.max_len :] for k, v in seq.items()}
         real_input = padding_mask(inputs[ITEM_IDX])
         targets = batch[ITEM_IDX][:, 1:][:, -self.max_len :] * real_input
-        categories = None
+        categories = event_types = None
         if CATEGORY_IDX in batch:
             categories = batch[CATEGORY_IDX][:, 1:][:, -self.max_len :] * real_input
-        return TrainingPair(inputs, targets, categories)
+        if EVENT_TYPE_IDX in batch:
+            event_types = batch[EVENT_TYPE_IDX][:, 1:][:, -self.max_len :] * real_input
+        return TrainingPair(inputs, targets, categories, event_types)
 
     def prediction_inputs(self, batch: Batch) -> Batch:
         """The history as it is; the prediction is read at the last column."""
@@ -309,7 +312,8 @@ class MaskedItemMasking:
         inputs[ITEM_IDX] = items.masked_fill(masked, self.mask_id)
         targets = items * masked
         categories = seq[CATEGORY_IDX] * masked if CATEGORY_IDX in seq else None
-        return TrainingPair(inputs, targets, categories)
+        event_types = seq[EVENT_TYPE_IDX] * masked if EVENT_TYPE_IDX in seq else None
+        return TrainingPair(inputs, targets, categories, event_types)
 
     def prediction_inputs(self, batch: Batch) -> Batch:
         """Append a [MASK] event after the history; the prediction is read there."""
