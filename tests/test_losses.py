@@ -70,3 +70,20 @@ def test_negatives_avoid_the_rows_own_items() -> None:
     negatives = sample_negatives_excluding(exclude, (2, 50), 5, torch.Generator().manual_seed(0))
     assert (negatives[0] == 5).all()
     assert ((negatives[1] >= 1) & (negatives[1] <= 4)).all()
+
+
+def test_full_softmax_in_row_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    from seqrec import losses
+
+    torch.manual_seed(0)
+    hidden = torch.randn(50, 8, requires_grad=True)
+    table = torch.randn(31, 8, requires_grad=True)
+    targets = torch.randint(1, 31, (50,))
+    whole = full_softmax_loss(hidden, targets, table, label_smoothing=0.1)
+    whole_grads = torch.autograd.grad(whole, (hidden, table))
+    monkeypatch.setitem(losses._BLOCK_ELEMENTS, "cpu", 7 * 30)  # blocks of 7 rows, the last short
+    blocked = full_softmax_loss(hidden, targets, table, label_smoothing=0.1)
+    blocked_grads = torch.autograd.grad(blocked, (hidden, table))
+    assert torch.allclose(whole, blocked, atol=1e-6)
+    for a, b in zip(whole_grads, blocked_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)

@@ -31,6 +31,7 @@ from seqrec.losses import (
     NegativeSampler,
     bce_loss,
     full_softmax_loss,
+    keep_freed_memory,
     sample_negatives_excluding,
     sampled_softmax_loss,
 )
@@ -289,6 +290,8 @@ def train(
     """
     seed_everything(config.seed)
     device = choose_device(config.device)
+    if device.type == "cpu":
+        keep_freed_memory()
     model.to(device)
     sampler = None
     if config.loss == "sampled":
