@@ -62,8 +62,8 @@ class TextEncoder:
 
     Deterministic: the model is in eval mode (no dropout) and runs under
     ``torch.inference_mode``; the same texts give the same vectors. Texts are encoded in
-    batches of similar length (sorted by length, as sentence-transformers does) so short
-    titles are not padded to the longest one of a random batch; the output keeps input order.
+    batches of similar length (sorted by token count) so short titles are not padded to the
+    longest one of a random batch; the output keeps input order.
     """
 
     def __init__(
@@ -114,7 +114,9 @@ class TextEncoder:
         if isinstance(texts, str):
             raise TypeError("encode takes a sequence of texts, not one string")
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")
+        if len(texts) == 0:
+            return out
+        order = np.argsort(-self.token_lengths(texts), kind="stable")
         started = time.perf_counter()
         with torch.inference_mode():
             for start in range(0, len(texts), batch_size):
