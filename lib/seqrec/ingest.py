@@ -16,7 +16,9 @@ A file that is wrong as a whole (wrong delimiter, UTF-16, missing header columns
 no file at all) raises :class:`InputFormatError` with one paragraph that names the file, rather
 than quietly quarantining every row or surfacing a JVM stack trace. :func:`read_events` runs that
 check (:func:`check_input`, one small aggregation) before returning; it reads the input once more
-when the caller later acts on the DataFrame, which is the price of failing early.
+when the caller later acts on the DataFrame, which is the price of failing early. A caller that
+persists a frame derived from every row (the build job persists the tagged rows) passes
+``check=False`` and runs :func:`check_input` on that frame instead, so the input is parsed once.
 
 Entry points: :func:`read_events`, :func:`read_items`, :func:`check_input` and the ``SOURCES``
 registry (source name -> :class:`Source`).
@@ -129,6 +131,11 @@ _CORRUPT = "_corrupt_record"
 _POS = "_pos"
 _ELEMENT = "_element"
 _TOP = "_top_category"
+_TIME_TEXT = "_time_text"
+_PRICE_TEXT = "_price_text"
+_EVENT_TIME = "_event_time"
+_PRICE = "_price"
+_WHITESPACE = " \t\n\r\f\v"  # what a regex's \s matches
 _LINEAGE = (SOURCE_FILE, SOURCE_ROW, RAW, PARSE_ERROR)
 
 
@@ -177,6 +184,9 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
     Columns: ``raw`` (the line as read), ``_line`` (``raw`` without a byte-order mark),
     ``source_file`` and ``source_row``.
     """
+    # String functions, not regexes: these run on every line, and a regex costs a Java String
+    # copy of the line each time it is evaluated.
+    has_bom = F.startswith(F.col(RAW), F.lit("\ufeff"))
     lines = (
         _read_text(spark, path)
         .select(
@@ -186,9 +196,10 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
             # projection), so it counts every physical line, header and blank ones included.
             F.monotonically_increasing_id().alias(SOURCE_ROW),
         )
-        .withColumn(_LINE, F.regexp_replace(RAW, "^\ufeff", ""))
+        # A two-way choice on a named condition, not a catch-all.
+        .withColumn(_LINE, F.when(has_bom, F.substr(RAW, F.lit(2))).otherwise(F.col(RAW)))
     )
-    is_blank = ~F.col(_LINE).rlike(r"\S")
+    is_blank = F.trim(F.col(_LINE), F.lit(_WHITESPACE)) == ""  # no non-whitespace (regex \S)
     if header is None:
         return lines.filter(~is_blank)
     is_header = F.lower(F.trim(_LINE)) == header.lower()
@@ -214,7 +225,13 @@ def _with_csv_fields(lines: DataFrame) -> DataFrame:
         return F.when(quoted, inner).when(~quoted, value)
 
     tokens = F.regexp_extract_all(F.concat(F.lit(","), F.col(_LINE)), F.lit(field), 1)
-    return lines.withColumn(_FIELDS, F.transform(tokens, unquote))
+    # Most lines have no quote: a plain split gives the same fields without the regex and the
+    # per-field lambda (a higher-order function, which Spark evaluates row by row, interpreted).
+    is_quoted = F.col(_LINE).contains('"')
+    return lines.withColumn(
+        _FIELDS,
+        F.when(~is_quoted, F.split(_LINE, ",", -1)).when(is_quoted, F.transform(tokens, unquote)),
+    )
 
 
 def _field(index: int, expected: int, trim: bool = True) -> Column:
@@ -229,6 +246,22 @@ def _field_count_error(expected: int) -> Column:
     found = F.size(_FIELDS)
     return F.when(
         found != expected, F.format_string(f"wrong field count: %d (expected {expected})", found)
+    )
+
+
+def _with_time_and_price(rows: DataFrame, time_text: Column, price_text: Column) -> DataFrame:
+    """Adds ``_time_text``, ``_price_text`` and their parsed ``_event_time`` and ``_price``.
+
+    Each parsed value is a column computed once and then read twice (the value and its parse
+    check). Repeating the expressions instead inlines the timestamp parse into one generated
+    method several times over; past 8,000 bytes of bytecode the JVM never compiles it and the
+    parse runs in the bytecode interpreter.
+    """
+    return rows.withColumns({_TIME_TEXT: time_text, _PRICE_TEXT: price_text}).withColumns(
+        {
+            _EVENT_TIME: _epoch_or_iso(F.col(_TIME_TEXT)),
+            _PRICE: F.col(_PRICE_TEXT).try_cast(T.DoubleType()),
+        }
     )
 
 
@@ -308,8 +341,9 @@ def _raw_events(rows: DataFrame, values: dict[str, Column], errors: Sequence[Col
 def _canonical_csv_events(spark: SparkSession, path: str) -> DataFrame:
     n = len(CANONICAL_COLUMNS)
     rows = _with_csv_fields(_read_lines(spark, path, header=",".join(CANONICAL_COLUMNS)))
-    time_text, price_text = _field(2, n), _field(6, n)
-    event_time, price = _epoch_or_iso(time_text), price_text.try_cast(T.DoubleType())
+    rows = _with_time_and_price(rows, _field(2, n), _field(6, n))
+    time_text, price_text = F.col(_TIME_TEXT), F.col(_PRICE_TEXT)
+    event_time, price = F.col(_EVENT_TIME), F.col(_PRICE)
     values = {
         USER_ID: _field(0, n),
         ITEM_ID: _field(1, n),
@@ -339,8 +373,9 @@ def _canonical_json_events(spark: SparkSession, path: str) -> DataFrame:
     def key(name: str) -> Column:
         return F.nullif(F.trim(F.col(f"{_JSON}.{name}")), F.lit(""))
 
-    time_text, price_text = key(EVENT_TIME), key(PRICE)
-    event_time, price = _epoch_or_iso(time_text), price_text.try_cast(T.DoubleType())
+    rows = _with_time_and_price(rows, key(EVENT_TIME), key(PRICE))
+    time_text, price_text = F.col(_TIME_TEXT), F.col(_PRICE_TEXT)
+    event_time, price = F.col(_EVENT_TIME), F.col(_PRICE)
     values = {
         USER_ID: key(USER_ID),
         ITEM_ID: key(ITEM_ID),
