@@ -1,11 +1,16 @@
 """The sequence-building pipeline behind ``jobs/build_sequences.py``.
 
-read (adapter or generator) -> check input files -> tag rejections -> quarantine + accounting
+read (adapter or generator) -> tag rejections -> check input files -> quarantine + accounting
 -> fill categories from item metadata -> sessionize -> vocabularies -> sequences -> publish.
 
 Every output is staged under ``<output>/_staging/<run-id>`` and published only after all were
 written, so a failed run leaves the previous outputs as they were. The quarantine is a Delta
 table with one partition per run date, replaced on rerun, so reruns are exact.
+
+The input is parsed once: the input-file check (:func:`seqrec.ingest.check_input`) runs on the
+persisted tagged rows, which still carry every row's line, file, row and parse error. A file
+that is wrong as a whole is therefore reported after the tagging shuffle, but still before
+anything is written.
 """
 
 from __future__ import annotations
@@ -132,20 +137,26 @@ class _Stages:
         return round(time.perf_counter() - self._start, 3)
 
 
+def event_source(config: BuildConfig) -> str:
+    """The ingest source that reads the configured input (the generator writes canonical CSV)."""
+    return "canonical-csv" if config.source == SYNTHETIC else config.source
+
+
 def read_raw(
     spark: SparkSession, config: BuildConfig, staged: str
 ) -> tuple[DataFrame, DataFrame | None]:
-    """The raw events and the optional item metadata of the configured source."""
+    """The raw events (not yet checked: see ``check_input``) and the optional item metadata."""
+    source = event_source(config)
     if config.source == SYNTHETIC:
         from seqrec.generate import GeneratorConfig, write_synthetic
 
         paths = write_synthetic(
             spark, GeneratorConfig(n_events=config.events, seed=config.seed), f"{staged}/raw"
         )
-        raw = ingest.read_events(spark, "canonical-csv", paths["events"])
+        raw = ingest.read_events(spark, source, paths["events"], check=False)
         return raw, ingest.read_items(spark, "canonical", paths["items"])
     assert config.input is not None
-    raw = ingest.read_events(spark, config.source, config.input)
+    raw = ingest.read_events(spark, source, config.input, check=False)
     items = ingest.read_items(spark, config.source, config.items) if config.items else None
     return raw, items
 
@@ -204,7 +215,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
     run_id = f"{config.run_date}-{uuid.uuid4().hex[:8]}"
     staged = tables.staging_dir(output, run_id)
     try:
-        raw, item_meta = read_raw(spark, config, staged)  # the adapter checks the input files
+        raw, item_meta = read_raw(spark, config, staged)
         stages.done("read", f"source={config.source}")
 
         tagged = raw.transform(
@@ -214,6 +225,10 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             bot_max_events_per_day=config.bot_max_events_per_day,
             bot_min_median_gap_seconds=config.bot_min_median_gap_seconds,
         ).persist(StorageLevel.MEMORY_AND_DISK)
+        # The first action on `tagged`: it parses the input once, fills the cache and raises
+        # InputFormatError for a file that is not the source's format at all.
+        ingest.check_input(tagged, event_source(config))
+        stages.done("check", "input parsed, tagged and checked")
         accounting = clean.accounting(tagged)
         stages.done("clean", f"{accounting}")
 
