@@ -8,8 +8,10 @@ or locally, after ``make setup``::
 
 Training runs under pyspark's TorchDistributor (``--num-processes`` DDP workers, gloo on CPU,
 nccl with ``--use-gpu``; ``--no-local-mode`` spreads them over the cluster's executors), or in
-this process with ``--no-distributed``. The last line printed is one JSON object with the
-figures and the registered version.
+this process with ``--no-distributed``. Item text vectors that the build wrote
+(``DATA/item_vectors``) are used when present; ``--item-vectors off`` trains without them,
+``--item-vectors PATH`` takes the output of ``jobs/embed_items.py``. The last line printed is
+one JSON object with the figures and the registered version.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
 
         get_spark("seqrec-train", delta=False)  # TorchDistributor needs an active session
     result = run_distributed(config)
+    print(f"[train] item text vectors: {result['item_vectors']}", flush=True)
     print(f"[train] best epoch {result['best_epoch']}: valid {result['valid']}", flush=True)
     print(f"[train] test ({config.protocol}): {result['test']}", flush=True)
     registered = log_and_promote(config, result)
@@ -48,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 "test": result["test"],
                 "best_epoch": result["best_epoch"],
                 "seconds": result["seconds"],
+                "item_vectors": result["item_vectors"],
                 **registered,
             }
         )

@@ -1,7 +1,8 @@
 """The sequence-building pipeline behind ``jobs/build_sequences.py``.
 
 read (adapter or generator) -> tag rejections -> check input files -> quarantine + accounting
--> fill categories from item metadata -> sessionize -> vocabularies -> sequences -> publish.
+-> fill categories from item metadata -> sessionize -> vocabularies -> sequences -> items
+-> item text vectors (when the items have text) -> publish.
 
 Every output is staged under ``<output>/_staging/<run-id>`` and published only after all were
 written, so a failed run leaves the previous outputs as they were. The quarantine is a Delta
@@ -11,6 +12,11 @@ The input is parsed once: the input-file check (:func:`seqrec.ingest.check_input
 persisted tagged rows, which still carry every row's line, file, row and parse error. A file
 that is wrong as a whole is therefore reported after the tagging shuffle, but still before
 anything is written.
+
+When the items have text (title, brand, category or attributes), ``item_vectors`` holds one
+language-model vector per item (:mod:`seqrec.text`); the train job feeds them to the model.
+A run that writes none (``--no-item-vectors``, or no text) removes a previous run's, so every
+published output comes from the same run.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from seqrec import clean, ingest, schemas, sequences, sessionize, vocab
+from seqrec import clean, ingest, schemas, sequences, sessionize, text, vocab
 from seqrec.io import tables
 
 VOCABS = {
@@ -36,6 +42,7 @@ VOCABS = {
     "event_type": (schemas.EVENT_TYPE, schemas.EVENT_TYPE_IDX),
 }
 OUTPUTS = ["sequences", "items", "vocab"]
+ITEM_VECTORS = "item_vectors"  # published beside OUTPUTS when the items have text
 SYNTHETIC = "synthetic"
 
 
@@ -59,6 +66,9 @@ class BuildConfig:
     bot_max_events_per_day: int = clean.DEFAULT_BOT_MAX_EVENTS_PER_DAY  # 0 disables the rule
     bot_min_median_gap_seconds: float = clean.DEFAULT_BOT_MIN_MEDIAN_GAP  # 0 disables the rule
     shards: int = 0  # Parquet files of sequences; 0 = one per Spark partition, <=200k users each
+    item_vectors: bool = True  # embed item text into item_vectors/ when the items have text
+    text_model: str = ""  # text model folder; "" = the installed all-MiniLM-L6-v2
+    text_batch_size: int = text.DEFAULT_BATCH_SIZE  # texts per encoder forward pass
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> BuildConfig:
@@ -94,6 +104,8 @@ class BuildConfig:
             ("bot_max_events_per_day", "users above this many events in a day are bots (0=off)"),
             ("bot_min_median_gap_seconds", "users with a smaller median gap are bots (0=off)"),
             ("shards", "number of sequence files (0 = automatic)"),
+            ("text_model", "text model folder ('' = the installed all-MiniLM-L6-v2)"),
+            ("text_batch_size", "texts per encoder forward pass"),
         ]:
             default = defaults[name].default
             kind = type(default) if default is not None else str
@@ -104,6 +116,13 @@ class BuildConfig:
             "--collapse-repeats",
             action="store_true",
             help="drop back-to-back repeats of the same item and event type in a session",
+        )
+        parser.add_argument(
+            "--item-vectors",
+            action=argparse.BooleanOptionalAction,
+            default=True,
+            help="embed each item's text (title, brand, category, attributes) with the text "
+            "model into item_vectors/ when the items have any text",
         )
         args = parser.parse_args(argv)
         if args.source != SYNTHETIC and not args.input:
@@ -209,6 +228,31 @@ def items_table(vocabulary: DataFrame, items: DataFrame | None) -> DataFrame:
     )
 
 
+def has_text(items: DataFrame) -> bool:
+    """Whether any item has text to embed (a title, brand, category or attribute)."""
+    with_text = (
+        F.col(schemas.TITLE).isNotNull()
+        | F.col(schemas.BRAND).isNotNull()
+        | F.col(schemas.CATEGORY).isNotNull()
+        | (F.size(schemas.ATTRIBUTES) > 0)
+    )
+    return items.where(with_text).limit(1).count() > 0
+
+
+def item_vectors(items: DataFrame, model_path: str, batch_size: int, partitions: int) -> DataFrame:
+    """(item_id, item_idx, vector) for the items with text, computed on the executors.
+
+    The items table is written as one file; spread over ``partitions`` tasks so every core
+    encodes (Spark gives each task's Python worker one thread).
+    """
+    return text.embed_items(
+        items.repartition(partitions),
+        model_path=model_path or None,
+        batch_size=batch_size,
+        keys=(schemas.ITEM_ID, schemas.ITEM_IDX),
+    )
+
+
 def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
     stages = _Stages()
     output = config.output.rstrip("/")
@@ -270,6 +314,21 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
         )
         stages.done("write", f"staged in {staged}")
 
+        outputs = list(OUTPUTS)
+        n_vectors = 0
+        staged_items = tables.read_parquet(spark, f"{staged}/items")
+        if config.item_vectors and has_text(staged_items):
+            vectors = item_vectors(
+                staged_items,
+                config.text_model,
+                config.text_batch_size,
+                spark.sparkContext.defaultParallelism,
+            )
+            tables.write_parquet(vectors, f"{staged}/{ITEM_VECTORS}", files=1)
+            n_vectors = tables.read_parquet(spark, f"{staged}/{ITEM_VECTORS}").count()
+            outputs.append(ITEM_VECTORS)
+            stages.done("embed", f"{n_vectors} item text vectors")
+
         written = tables.read_parquet(spark, f"{staged}/sequences")
         counts_row = written.agg(
             F.count(F.lit(1)).alias("users"),
@@ -286,6 +345,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             "users": int(counts_row["users"]),
             "sessions": int(counts_row["sessions"] or 0),
             **{f"vocab_{name}": int(frame.count()) for name, frame in vocabularies.items()},
+            "item_vectors": n_vectors,
         }
         tables.replace_delta_partition(
             clean.quarantined(tagged, config.run_date),
@@ -293,7 +353,9 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             schemas.RUN_DATE,
             config.run_date,
         )
-        tables.publish(spark, staged, output, OUTPUTS)
+        tables.publish(spark, staged, output, outputs)
+        if ITEM_VECTORS not in outputs:
+            tables.delete(spark, f"{output}/{ITEM_VECTORS}")  # a previous run's, now stale
         stages.done("publish", f"-> {output}")
     except BaseException:
         tables.delete(spark, staged)
@@ -304,7 +366,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
         "accounting": accounting,
         "counts": counts,
         "timings_s": {**stages.timings, "total": stages.total},
-        "outputs": {name: f"{output}/{name}" for name in [*OUTPUTS, "quarantine"]},
+        "outputs": {name: f"{output}/{name}" for name in [*outputs, "quarantine"]},
     }
     tables.write_json(spark, f"{output}/report.json", report)
     return report

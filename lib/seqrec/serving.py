@@ -8,7 +8,8 @@ loading a model never executes code that came with the model.
 Layout::
 
     config.json          {"model": "sasrec", "config": {...}, "vocab_fingerprint": "..."}
-    weights.safetensors  the state dict (parameters and buffers such as item attribute bags)
+    weights.safetensors  the state dict (parameters and buffers: item attribute bags, item
+                         text vectors — so a loaded model scores with them, nothing else)
     vocab/<name>.parquet key -> idx for item, category, event_type
 """
 

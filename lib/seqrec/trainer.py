@@ -8,6 +8,11 @@ the new version beats the current champion on the same validation data.
 
 Every rank evaluates the same validation users (capped by ``max_valid_users``), so every rank
 takes the same early-stopping decision and no rank waits for another at a collective.
+
+Item text vectors (``<data>/item_vectors``, written by the build when the items have text, or
+any ``item_id -> vector`` Parquet from ``jobs/embed_items.py``) enter the model as a frozen
+buffer of its feature fusion, ordered by the item vocabulary; the saved weights carry them,
+so serving and scoring need nothing else.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import torch
 
-from seqrec import data, schemas, serving
+from seqrec import data, schemas, serving, text
 from seqrec.models import MODELS, SequentialRecommender, build_model
 from seqrec.training import TrainConfig, evaluate, train
 from seqrec.vocab import OOV_IDX
@@ -57,6 +62,8 @@ class TrainJobConfig:
     experiment: str = "seqrec"  # MLflow experiment
     registered_model: str = "seqrec-recommender"  # MLflow registered model name
     checkpoint_dir: str = "output/checkpoints"  # best weights of each run land here
+    item_vectors: str = "auto"  # item text vectors: "auto" = <data>/item_vectors if present,
+    #   "off" = none, else an item_id -> vector Parquet path (jobs/embed_items.py output)
     seed: int = 42  # seeds torch, numpy and the data shuffling
 
     @classmethod
@@ -75,8 +82,14 @@ class TrainJobConfig:
         parser.add_argument("--model", default=cls.model, choices=sorted(MODELS))
         parser.add_argument("--protocol", default=cls.protocol, choices=data.PROTOCOLS)
         parser.add_argument("--loss", default=cls.loss, choices=["ce", "sampled", "bce"])
+        parser.add_argument(
+            "--item-vectors",
+            default=cls.item_vectors,
+            help="item text vectors: 'auto' (DATA/item_vectors when the build wrote it), "
+            "'off', or an item_id -> vector Parquet path",
+        )
         for field in dataclasses.fields(cls):
-            if field.name in {"data", "run_date", "model", "protocol", "loss"}:
+            if field.name in {"data", "run_date", "model", "protocol", "loss", "item_vectors"}:
                 continue
             flag = "--" + field.name.replace("_", "-")
             if field.type in ("bool", bool):
@@ -101,7 +114,29 @@ def max_idx(data_dir: str, name: str) -> int:
     return int(np.max(table.column(schemas.VOCAB_IDX).to_numpy())) if len(table) else 0
 
 
-def model_fields(config: TrainJobConfig) -> dict[str, Any]:
+def item_vectors_path(config: TrainJobConfig) -> str | None:
+    """Where this run's item text vectors are, or None when it uses none."""
+    if config.item_vectors == "off":
+        return None
+    if config.item_vectors == "auto":
+        path = f"{config.data}/item_vectors"
+        return path if os.path.exists(path) else None
+    if not os.path.exists(config.item_vectors):
+        raise FileNotFoundError(f"--item-vectors {config.item_vectors!r} does not exist")
+    return config.item_vectors
+
+
+def load_item_vectors(config: TrainJobConfig) -> np.ndarray | None:
+    """``[n_items + 1, dim]`` float32 by item index (zero rows for padding, the unknown item
+    and items without text), or None when the run uses no item vectors."""
+    path = item_vectors_path(config)
+    if path is None:
+        return None
+    table = pq.read_table(path, columns=[schemas.ITEM_ID, text.VECTOR])
+    return text.vector_matrix(table, read_vocab(config.data, "item"), max_idx(config.data, "item"))
+
+
+def model_fields(config: TrainJobConfig, item_vector_dim: int = 0) -> dict[str, Any]:
     """The model config from the job config and the vocabularies' sizes."""
     fields: dict[str, Any] = {
         "n_items": max_idx(config.data, "item"),
@@ -115,6 +150,8 @@ def model_fields(config: TrainJobConfig) -> dict[str, Any]:
             n_categories=max_idx(config.data, "category"),
             n_time_buckets=32,
         )
+    if item_vector_dim:
+        fields["item_vector_dim"] = item_vector_dim
     return fields
 
 
@@ -165,7 +202,12 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             torch.cuda.set_device(device)
     try:
         torch.manual_seed(config.seed)
-        model = build_model(config.model, **model_fields(config))
+        vectors = load_item_vectors(config)
+        model = build_model(
+            config.model,
+            item_vectors=None if vectors is None else torch.from_numpy(vectors),
+            **model_fields(config, 0 if vectors is None else vectors.shape[1]),
+        )
         sequences = f"{config.data}/sequences"
         stream = data.TrainStream(
             sequences,
@@ -193,7 +235,11 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             from torch.nn.parallel import DistributedDataParallel
 
             ids = [torch.device(device).index] if device.startswith("cuda") else None
-            return DistributedDataParallel(module, device_ids=ids, find_unused_parameters=True)
+            # The only buffers are constant item tables (text vectors, attribute bags), equal on
+            # every rank: broadcasting them from rank 0 before each forward would only cost time.
+            return DistributedDataParallel(
+                module, device_ids=ids, find_unused_parameters=True, broadcast_buffers=False
+            )
 
         valid = _Eval(sequences, "valid", config, config.max_valid_users)
         result = train(model, _Epochs(stream), valid, train_config, rank=rank, wrap=wrap)
@@ -214,6 +260,11 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             "test": test,
             "seconds": result.seconds,
             "world_size": world,
+            "item_vectors": {
+                "path": item_vectors_path(config),
+                "items_with_vectors": 0 if vectors is None else int(vectors.any(axis=1).sum()),
+                "dim": 0 if vectors is None else int(vectors.shape[1]),
+            },
         }
     finally:
         if world > 1:
@@ -285,6 +336,8 @@ def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str,
     registry.configure(config.experiment)
     with mlflow.start_run(run_name=f"{config.model}-{config.run_date}") as run:
         mlflow.log_params({k: str(v) for k, v in asdict(config).items()})
+        vectors = result.get("item_vectors") or {}
+        mlflow.log_params({f"item_vectors_{k}": str(v) for k, v in vectors.items()})
         for row in result["history"]:
             step = int(row["epoch"])
             mlflow.log_metrics(clean({k: v for k, v in row.items() if k != "epoch"}), step=step)
