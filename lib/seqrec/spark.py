@@ -69,6 +69,13 @@ def ensure_delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
     return paths
 
 
+# Filled in wherever they are unset, under spark-submit too. HotSpot never JIT-compiles a method
+# over 8,000 bytes of bytecode, so a whole-stage-codegen stage with a larger method would run in
+# the bytecode interpreter; with this limit Spark runs such a stage operator by operator instead.
+_SQL_DEFAULTS = {
+    "spark.sql.codegen.hugeMethodLimit": "8000",
+}
+
 # Settings for a local session only; a cluster's own defaults are left alone.
 _LOCAL_DEFAULTS = {
     "spark.sql.session.timeZone": "UTC",
@@ -101,7 +108,7 @@ def get_spark(
         return active
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName(app_name)
-    wanted: dict[str, str] = {}
+    wanted: dict[str, str] = dict(_SQL_DEFAULTS)
     if delta:
         wanted["spark.sql.extensions"] = DELTA_EXTENSION
         wanted["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
