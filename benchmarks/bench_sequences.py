@@ -11,7 +11,8 @@ a fresh subprocess so that its memory is its own:
 
 - **spark**: ``seqrec.build.run_build`` on that CSV (source ``canonical-csv`` with the item
   file), on ``--spark-master`` (``local[2]``): the job as shipped, input checks, quarantine
-  (Delta), publication and report included.
+  (Delta), publication and report included; item text vectors off (``item_vectors=False``),
+  as the DuckDB side has no text model.
 - **duckdb**: the same pipeline as SQL on one DuckDB connection with as many threads as the
   Spark master has cores: the same line-level CSV parsing, the same cleaning rules and reasons
   in the same order (parse errors, bad ids, null/future/pre-epoch times, unknown types, exact
@@ -255,6 +256,7 @@ def worker_spark(spec: dict[str, Any]) -> dict[str, Any]:
         max_future_days=p["max_future_days"],
         bot_max_events_per_day=p["bot_max_events_per_day"],
         bot_min_median_gap_seconds=p["bot_min_median_gap_seconds"],
+        item_vectors=False,  # the DuckDB pipeline has no text model: compare the same work
     )
     me = psutil.Process()
     start, cpu = time.perf_counter(), tree_cpu_s(me)
