@@ -12,6 +12,9 @@ from seqrec import schemas
 N_ITEMS = 30
 
 
+KEYS = {"event_type": ["view", "purchase"]}  # event-type ids 2 and 3
+
+
 def tiny_dataset(root: Path) -> Path:
     """40 users walking a ring of items, so the next item is learnable; vocabularies beside."""
     users = []
@@ -21,7 +24,8 @@ def tiny_dataset(root: Path) -> Path:
             {
                 schemas.USER_ID: f"u{u}",
                 schemas.SEQ_ITEMS: items,
-                schemas.SEQ_EVENT_TYPES: [2] * len(items),
+                # Item 5, 10, ... events are purchases (3), the rest views (2).
+                schemas.SEQ_EVENT_TYPES: [3 if i % 5 == 0 else 2 for i in items],
                 schemas.SEQ_CATEGORIES: [2 + i % 3 for i in items],
                 schemas.SEQ_TIMES: [1_700_000_000 + 60 * t for t in range(len(items))],
                 schemas.SEQ_SESSIONS: [0] * len(items),
@@ -36,7 +40,10 @@ def tiny_dataset(root: Path) -> Path:
         (root / "vocab" / name).mkdir(parents=True)
         table = pa.table(
             {
-                schemas.VOCAB_KEY: ["<unk>", *[f"{name}{i}" for i in range(2, size + 1)]],
+                schemas.VOCAB_KEY: [
+                    "<unk>",
+                    *KEYS.get(name, [f"{name}{i}" for i in range(2, size + 1)]),
+                ],
                 schemas.VOCAB_IDX: pa.array(range(1, size + 1), pa.int32()),
             }
         )

@@ -71,3 +71,10 @@ def test_single_process_training_learns_the_ring(tmp_path: Path) -> None:
     # The next item on the ring is fully determined by the last one: a working loop learns it
     # (29 candidates, so chance would give recall@10 of about a third).
     assert result["test"]["recall@10"] > 0.8
+    # The other heads are trained and measured by default: the next category (item % 3) and
+    # whether the next event is a purchase (item % 5 == 0) both follow from the ring.
+    assert trainer.purchase_event_type(str(data_dir)) == 3
+    # (Untrained heads: accuracy about 1/3 over three categories, AUC about 0.5.)
+    test = result["test"]
+    assert test["category_accuracy"] > 0.6, test
+    assert test["intent_auc"] > 0.65, test

@@ -54,6 +54,8 @@ class TrainJobConfig:
     warmup_steps: int = 100  # linear warm-up steps
     loss: str = "ce"  # "ce" full softmax, "sampled" logQ sampled softmax, "bce" one negative
     side_features: bool = True  # feed event type, category and time gap through the fusion
+    category_loss_weight: float = 0.2  # next-category head's loss weight (with side features)
+    intent_loss_weight: float = 0.2  # purchase-intent head's loss weight (needs purchases)
     num_processes: int = 2  # DDP workers (TorchDistributor processes)
     distributed: bool = True  # False: train in this process, no Spark
     local_mode: bool = True  # TorchDistributor local mode (False: on the cluster's executors)
@@ -155,6 +157,14 @@ def model_fields(config: TrainJobConfig, item_vector_dim: int = 0) -> dict[str, 
     return fields
 
 
+def purchase_event_type(data_dir: str) -> int:
+    """The event-type id of purchases in this data's vocabulary; 0 when there are none."""
+    table = read_vocab(data_dir, "event_type")
+    keys = table.column(schemas.VOCAB_KEY).to_pylist()
+    ids = table.column(schemas.VOCAB_IDX).to_pylist()
+    return next((int(i) for k, i in zip(keys, ids, strict=True) if k == schemas.PURCHASE), 0)
+
+
 def _tensors(stream: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, torch.Tensor]]:
     for batch in stream:
         yield {k: torch.from_numpy(v) for k, v in batch.items()}
@@ -209,6 +219,7 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             **model_fields(config, 0 if vectors is None else vectors.shape[1]),
         )
         sequences = f"{config.data}/sequences"
+        purchase = purchase_event_type(config.data)
         stream = data.TrainStream(
             sequences,
             protocol=config.protocol,
@@ -227,6 +238,10 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             patience=config.patience,
             seed=config.seed,
             device=device,
+            # The next-category and purchase-intent heads learn from the side channels.
+            category_loss_weight=config.category_loss_weight if config.side_features else 0.0,
+            intent_loss_weight=config.intent_loss_weight if config.side_features else 0.0,
+            purchase_event_type=purchase if config.side_features else 0,
         )
 
         def wrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -246,8 +261,16 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
         if rank != 0:
             return None
         model.load_state_dict(result.best_state)
-        test = evaluate(model, _Eval(sequences, "test", config, None))
-        full_valid = evaluate(model, _Eval(sequences, "valid", config, None))
+        test = evaluate(
+            model,
+            _Eval(sequences, "test", config, None),
+            purchase_event_type=train_config.purchase_event_type,
+        )
+        full_valid = evaluate(
+            model,
+            _Eval(sequences, "valid", config, None),
+            purchase_event_type=train_config.purchase_event_type,
+        )
         checkpoint = (
             Path(config.checkpoint_dir) / f"{config.run_date}-{config.model}-{int(time.time())}"
         )
