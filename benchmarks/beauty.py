@@ -183,7 +183,7 @@ def run_neural(
     batches = TrainBatches(train_seqs, train_config.batch_size, max_len + 1, train_config.seed)
     for data in (valid, *tests.values()):
         data.max_len = max_len
-    result = train(model, batches, valid, train_config)
+    result = train(model, batches, valid, train_config, excluded_items=side.cold)
     model.load_state_dict(result.best_state)
     start = time.perf_counter()
     metrics = {
@@ -206,6 +206,7 @@ def run_neural(
 class SideInfo:
     attributes: tuple[torch.Tensor, int] | None = None
     vectors: torch.Tensor | None = None
+    cold: torch.Tensor | None = None  # bool [n_items + 1]: items held out of training
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -257,12 +258,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
     train_seqs = [s[:-2] for s in sequences]
     valid = EvalBatches([s[:-2] for s in sequences], [s[-2] for s in sequences], 1024, 50)
     tests = {"": EvalBatches([s[:-1] for s in sequences], [s[-1] for s in sequences], 1024, 50)}
+    side = SideInfo()
     if args.cold_share > 0:
         # Cold-start protocol: a seeded share of the items never appears in training (their
         # events are dropped from the training sequences, and validation rows whose target is
         # one of them are dropped); "cold_" metrics rank the test targets that are cold items.
         cold = np.random.default_rng(args.seed).random(n_items + 1) < args.cold_share
         cold[0] = False
+        # Held out entirely: not in the training sequences and not negatives of the softmax.
+        side.cold = torch.from_numpy(cold)
         train_seqs = [[i for i in s if not cold[i]] for s in train_seqs]
         warm_valid = [s for s in sequences if not cold[s[-2]]]
         valid = EvalBatches([s[:-2] for s in warm_valid], [s[-2] for s in warm_valid], 1024, 50)
@@ -275,7 +279,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
             f"{len(cold_test)} test targets among them",
             file=sys.stderr,
         )
-    side = SideInfo()
     if args.items:
         side.attributes = read_item_attributes(args.items, n_items)
         side.vectors = item_vectors(args.items, n_items, args.cache_dir)

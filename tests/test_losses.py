@@ -87,3 +87,19 @@ def test_full_softmax_in_row_blocks_equals_one_block(monkeypatch: pytest.MonkeyP
     assert torch.allclose(whole, blocked, atol=1e-6)
     for a, b in zip(whole_grads, blocked_grads, strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_excluded_items_are_not_negatives_and_get_no_gradient() -> None:
+    torch.manual_seed(0)
+    hidden = torch.randn(6, 4)
+    table = torch.randn(8, 4, requires_grad=True)  # items 1..7
+    targets = torch.tensor([1, 2, 3, 1, 2, 3])
+    excluded = torch.zeros(8, dtype=torch.bool)
+    excluded[[5, 6]] = True
+    loss = full_softmax_loss(hidden, targets, table, excluded=excluded)
+    (grad,) = torch.autograd.grad(loss, table)
+    assert grad[5].abs().sum() == 0 and grad[6].abs().sum() == 0
+    assert grad[7].abs().sum() > 0  # a kept item that is never a target is still a negative
+    # Same loss as a catalogue without items 5 and 6.
+    kept = torch.tensor([0, 1, 2, 3, 4, 7])
+    assert torch.allclose(loss, full_softmax_loss(hidden, targets, table[kept]))

@@ -12,6 +12,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -24,23 +26,34 @@ _BLOCK_ELEMENTS = {"cpu": 1 << 22, "cuda": 1 << 28}
 
 
 def full_softmax_loss(
-    hidden: Tensor, targets: Tensor, item_table: Tensor, label_smoothing: float = 0.0
+    hidden: Tensor,
+    targets: Tensor,
+    item_table: Tensor,
+    label_smoothing: float = 0.0,
+    excluded: Tensor | None = None,
 ) -> Tensor:
     """Mean cross-entropy over items 1..V; ``hidden`` ``[N, H]``, ``item_table`` ``[V + 1, H]``.
 
-    The padding row never enters the softmax. Scoring against ``item_table[1:]`` directly
+    ``excluded`` (bool ``[V + 1]``) takes items out of the catalogue being trained on: they
+    are not negatives and get no gradient (items unknown at training time, e.g. a cold-start
+    hold-out). The padding row never enters the softmax. Scoring against ``item_table[1:]`` directly
     (rather than slicing column 0 off full scores) keeps the ``[N, V]`` logits contiguous,
     which saves a copy of that, the largest tensor of a training step, both ways.
     """
     weights = item_table[1:]
     n_rows = hidden.size(0)
     block = max(1, _BLOCK_ELEMENTS.get(hidden.device.type, 1 << 22) // max(weights.size(0), 1))
+    mask = None if excluded is None else excluded[1:]
     if n_rows <= block:
         logits = hidden @ weights.T  # [N, V]
+        if mask is not None:
+            logits = logits.masked_fill(mask, -math.inf)
         return F.cross_entropy(logits.float(), targets - 1, label_smoothing=label_smoothing)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, n_rows, block):
         logits = hidden[start : start + block] @ weights.T
+        if mask is not None:
+            logits = logits.masked_fill(mask, -math.inf)
         total = total + F.cross_entropy(
             logits.float(),
             targets[start : start + block] - 1,

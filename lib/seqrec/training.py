@@ -188,8 +188,12 @@ class TrainingObjective(nn.Module):
         model: SequentialRecommender,
         config: TrainConfig,
         sampler: NegativeSampler | None = None,
+        excluded_items: Tensor | None = None,
     ) -> None:
         super().__init__()
+        if excluded_items is not None and config.loss != "ce":
+            raise ValueError("excluded_items is supported with the full softmax ('ce') only")
+        self.excluded_items = excluded_items
         if config.loss not in ("ce", "sampled", "bce"):
             raise ValueError(f"unknown loss {config.loss!r}")
         if config.loss == "sampled" and sampler is None:
@@ -205,7 +209,9 @@ class TrainingObjective(nn.Module):
         where = pair.targets > 0  # [B, T]
         h, targets = hidden[where], pair.targets[where]  # [N, H], [N]
         if config.loss == "ce":
-            loss = full_softmax_loss(h, targets, model.item_table(), config.label_smoothing)
+            loss = full_softmax_loss(
+                h, targets, model.item_table(), config.label_smoothing, self.excluded_items
+            )
         elif config.loss == "sampled":
             assert self.sampler is not None
             negatives = self.sampler.sample(config.n_negatives, generator)
@@ -281,8 +287,12 @@ def train(
     rank: int = 0,
     item_counts: Tensor | None = None,
     wrap: Callable[[nn.Module], nn.Module] | None = None,
+    excluded_items: Tensor | None = None,
 ) -> TrainResult:
     """Train with AdamW + linear warm-up, early-stop on ``config.monitor`` on ``valid_data``.
+
+    ``excluded_items`` (bool ``[n_items + 1]``) keeps items out of the training catalogue
+    (see :func:`seqrec.losses.full_softmax_loss`); evaluation still ranks every item.
 
     ``item_counts`` ``[n_items + 1]`` (training frequencies) feed popularity negative sampling.
     On CUDA the forward pass runs under bf16 autocast; on CPU in fp32. The model is left on
@@ -302,7 +312,8 @@ def train(
             sampler = NegativeSampler.popularity(item_counts).to(device)
         else:
             sampler = NegativeSampler.uniform(n_items).to(device)
-    objective: nn.Module = TrainingObjective(model, config, sampler)
+    excluded = None if excluded_items is None else excluded_items.to(device)
+    objective: nn.Module = TrainingObjective(model, config, sampler, excluded)
     if wrap is not None:
         objective = wrap(objective)
     optimizer = _optimizer(model, config)
