@@ -198,7 +198,7 @@ class _Eval:
 
 
 def train_worker(config_json: str) -> dict[str, Any] | None:
-    """One DDP process (or the only process). Returns rank 0's results, None elsewhere."""
+    """One DDP process (or the only process). Every rank returns rank 0's results."""
     config = TrainJobConfig(**json.loads(config_json))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
@@ -259,7 +259,7 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
         valid = _Eval(sequences, "valid", config, config.max_valid_users)
         result = train(model, _Epochs(stream), valid, train_config, rank=rank, wrap=wrap)
         if rank != 0:
-            return None
+            return _rank0_output(None, world)
         model.load_state_dict(result.best_state)
         test = evaluate(
             model,
@@ -275,7 +275,7 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             Path(config.checkpoint_dir) / f"{config.run_date}-{config.model}-{int(time.time())}"
         )
         serving.save_model(model, config.model, checkpoint, _vocabs(config.data))
-        return {
+        output = {
             "checkpoint": str(checkpoint),
             "history": result.history,
             "best_epoch": result.best_epoch,
@@ -289,11 +289,28 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
                 "dim": 0 if vectors is None else int(vectors.shape[1]),
             },
         }
+        return _rank0_output(output, world)
     finally:
         if world > 1:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _rank0_output(output: dict[str, Any] | None, world: int) -> dict[str, Any] | None:
+    """Rank 0's output, returned by every rank.
+
+    In local mode TorchDistributor's wrapper has every process pickle its return value to the
+    same file, so the last process to finish wins. Had the other ranks returned None, the run's
+    result would depend on which process exits last.
+    """
+    if world <= 1:
+        return output
+    import torch.distributed as dist
+
+    shared = [output]
+    dist.broadcast_object_list(shared, src=0)
+    return shared[0]
 
 
 def _vocabs(data_dir: str) -> dict[str, Any]:
