@@ -1,9 +1,20 @@
 """seqrec schedules: nightly build -> score, weekly build -> train (evaluate + promote if better).
 
-Wiring only: every task is a ``spark-submit`` of a ``jobs/*.py`` with the data interval's date as
-``--run-date``, so reruns and backfills are exact. Paths come from Airflow Variables
-``seqrec_source``, ``seqrec_input``, ``seqrec_data``, ``seqrec_table`` (defaults suit a local
-checkout); the Spark connection is ``spark_default`` (``--master`` etc. live there).
+Wiring only: every task is a ``spark-submit`` of a ``jobs/*.py`` with the run's logical date as
+``--run-date``, so reruns and backfills are exact. Settings come from Airflow Variables, read
+when a task runs (defaults suit a local checkout):
+
+- ``seqrec_source``, ``seqrec_input``: what build_sequences reads (``synthetic`` needs no input);
+- ``seqrec_events``: how many events the ``synthetic`` source generates;
+- ``seqrec_data``, ``seqrec_table``: the sequences folder and the recommendations Delta table;
+- ``seqrec_spark_jars``: jars for ``--jars``, by default the Delta jars that ``make setup``
+  caches (``SEQREC_JARS_DIR``, else ``~/.cache/seqrec/jars``). The jobs fill in the Delta SQL
+  settings themselves, but a JVM that spark-submit started cannot load jars added afterwards, so
+  they must come on the command line; set the Variable to an empty string where the cluster
+  already ships Delta.
+
+The Spark connection is ``spark_default`` (master, deploy mode and ``spark-binary`` live there);
+the MLflow registry is the workers' ``MLFLOW_TRACKING_URI`` (else the checkout's ``mlflow.db``).
 """
 
 from __future__ import annotations
@@ -16,6 +27,9 @@ from airflow.sdk import DAG
 
 PROJECT = os.environ.get("SEQREC_HOME", os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RUN_DATE = "{{ ds }}"
+JARS_DIR = os.environ.get(
+    "SEQREC_JARS_DIR", os.path.join(os.path.expanduser("~"), ".cache", "seqrec", "jars")
+)
 DEFAULT_ARGS = {"owner": "seqrec", "retries": 2, "retry_delay": timedelta(minutes=10)}
 
 
@@ -31,15 +45,19 @@ def _job(task_id: str, script: str, args: list[str]) -> SparkSubmitOperator:
         application_args=args,
         name=f"seqrec-{task_id}",
         conn_id="spark_default",
+        jars=_setting("seqrec_spark_jars", f"{JARS_DIR}/*.jar"),
+        conf={"spark.sql.session.timeZone": "UTC"},  # every table's times are UTC
     )
 
 
-def _build_args() -> list[str]:
+def _build_args(*extra: str) -> list[str]:
     return [
         "--source", _setting("seqrec_source", "synthetic"),
         "--input", _setting("seqrec_input", ""),
+        "--events", _setting("seqrec_events", "100000"),
         "--output", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
         "--run-date", RUN_DATE,
+        *extra,
     ]  # fmt: skip
 
 
@@ -52,7 +70,9 @@ with DAG(
     default_args=DEFAULT_ARGS,
     tags=["seqrec", "scoring"],
 ) as nightly:
-    nightly_build = _job("build_sequences", "build_sequences.py", _build_args())
+    # Scoring reads item text vectors from the model's own weights, never from the build, so
+    # the nightly build skips embedding item text (the weekly build does it for training).
+    nightly_build = _job("build_sequences", "build_sequences.py", _build_args("--no-item-vectors"))
     score = _job(
         "score",
         "score.py",

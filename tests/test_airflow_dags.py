@@ -1,21 +1,58 @@
-"""The DAG files load without import errors and wire the jobs in the expected order."""
+"""The DAG files load without import errors, wire the jobs in the expected order, and the nightly
+DAG runs end to end under ``dag.test()``: spark-submit of build_sequences, then of score."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent  # holds pyspark's spark-submit
+RUN_DATE = "2026-11-28"
+EVENTS = 3000
 
 
 @pytest.fixture(scope="module")
-def dagbag(tmp_path_factory: pytest.TempPathFactory):
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A fresh Airflow home whose metadata DB is a sqlite file inside it.
+
+    Airflow reads its configuration once, on first import, so the environment is set first.
+    """
     home = tmp_path_factory.mktemp("airflow")
-    os.environ["AIRFLOW_HOME"] = str(home)
-    os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
-    os.environ["AIRFLOW__CORE__UNIT_TEST_MODE"] = "True"
+    settings = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "airflow_dags"),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in settings.items():
+            patch.setenv(key, value)
+        yield home
+
+
+@pytest.fixture(scope="module")
+def airflow_db(airflow_home: Path) -> Path:
+    """The metadata DB migrated: ``dag.test()`` records its run and task instances there."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env=os.environ.copy(),
+    )
+    return airflow_home / "airflow.db"
+
+
+@pytest.fixture(scope="module")
+def dagbag(airflow_home: Path) -> Any:
     from airflow.dag_processing.dagbag import DagBag
 
     return DagBag(dag_folder=str(ROOT / "airflow_dags"))
@@ -44,9 +81,135 @@ def test_task_graph(dagbag, dag_id: str, edges: dict[str, set[str]]) -> None:
         assert task.retries == 2
         assert task.application.endswith(".py") and "/jobs/" in task.application
         assert "{{ ds }}" in task.application_args
+        assert "seqrec_spark_jars" in task.jars  # Delta jars reach spark-submit's --jars
+        assert task.conf == {"spark.sql.session.timeZone": "UTC"}
 
 
 def test_dag_files_import_no_heavy_modules_at_top_level() -> None:
     source = (ROOT / "airflow_dags" / "seqrec_dags.py").read_text()
     for heavy in ("import torch", "import pyspark", "from pyspark", "import seqrec", "from seqrec"):
         assert heavy not in source
+
+
+@pytest.fixture(scope="module")
+def champion(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Sequences built from generated events and a one-epoch SASRec promoted to champion in a
+    sqlite MLflow store: what the nightly DAG expects to find when it starts."""
+    from seqrec import build, trainer
+
+    root = tmp_path_factory.mktemp("nightly")
+    data_dir = root / "data"
+    build.run_build(
+        spark,
+        # No item text vectors: the nightly build skips them too (scoring never reads them).
+        build.BuildConfig(
+            source="synthetic",
+            output=str(data_dir),
+            run_date=RUN_DATE,
+            events=EVENTS,
+            item_vectors=False,
+        ),
+    )
+    tracking = f"sqlite:///{root / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", tracking)
+        config = trainer.TrainJobConfig(
+            data=str(data_dir),
+            run_date=RUN_DATE,
+            hidden_size=16,
+            max_len=20,
+            epochs=1,
+            batch_size=64,
+            distributed=False,
+            checkpoint_dir=str(root / "checkpoints"),
+        )
+        registered = trainer.log_and_promote(config, trainer.run_distributed(config))
+        assert registered["promoted"]
+        yield {
+            "data": data_dir,
+            "table": root / "recommendations",
+            "tracking": tracking,
+            "version": str(registered["model_version"]),
+        }
+
+
+# spark-submit reads these instead of Spark's defaults: the tests' SparkSession settings (few
+# shuffle partitions, no UI) and warnings only, since Airflow logs every line spark-submit prints.
+SPARK_DEFAULTS = """\
+spark.sql.shuffle.partitions 2
+spark.default.parallelism 2
+spark.ui.enabled false
+spark.driver.memory 1g
+"""
+LOG4J2 = """\
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
+"""
+
+
+@pytest.mark.slow  # two spark-submits after an in-process build and training: minutes
+def test_nightly_dag_runs_end_to_end_with_spark_submit(
+    spark,
+    dagbag,
+    airflow_db: Path,
+    champion: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from pyspark.sql import functions as F
+
+    from seqrec import schemas, scoring
+
+    # Tasks run in this process and spark-submit inherits its environment: the Spark connection
+    # and the Variables come from AIRFLOW_CONN_* / AIRFLOW_VAR_*, spark-submit from the venv.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_SPARK_DEFAULT",
+        json.dumps(
+            {
+                "conn_type": "spark",
+                "host": "local[2]",
+                "extra": {"spark-binary": "spark-submit", "deploy-mode": "client"},
+            }
+        ),
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_SOURCE", "synthetic")
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_EVENTS", str(EVENTS))
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_DATA", str(champion["data"]))
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_TABLE", str(champion["table"]))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", champion["tracking"])
+    monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
+    monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
+    (tmp_path / "spark-defaults.conf").write_text(SPARK_DEFAULTS)
+    (tmp_path / "log4j2.properties").write_text(LOG4J2)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+
+    dag = dagbag.dags["seqrec_nightly_scoring"]
+    for task in dag.tasks:
+        task.retries = 0  # a failure must end the test now, not wait out retry_delay
+    run = dag.test(logical_date=datetime(2026, 11, 28, 2, tzinfo=UTC))
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == {"build_sequences": "success", "score": "success"}
+    assert run.state == "success"
+
+    users = spark.read.parquet(str(champion["data"] / "sequences")).select(schemas.USER_ID)
+    recs = spark.read.format("delta").load(str(champion["table"]))
+    summary = recs.agg(
+        F.count(F.lit(1)).alias("rows"),
+        F.countDistinct(schemas.USER_ID).alias("users"),
+        F.collect_set(schemas.RUN_DATE).alias("run_dates"),
+        F.collect_set(scoring.MODEL_VERSION).alias("versions"),
+        F.min(F.size(scoring.RECOMMENDATIONS)).alias("min_recs"),
+    ).first()
+    n_users = users.count()
+    assert n_users > 50
+    assert summary["rows"] == summary["users"] == n_users
+    assert users.join(recs, on=schemas.USER_ID, how="left_anti").isEmpty()
+    assert summary["run_dates"] == [date(2026, 11, 28)]
+    assert summary["versions"] == [champion["version"]]
+    assert summary["min_recs"] > 0

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import torch
 from delta.tables import DeltaTable
@@ -108,3 +110,37 @@ def test_active_since_keeps_only_recent_users(spark, scored_setup) -> None:
     assert scoring.active_since(users, None).count() == 40
     assert scoring.active_since(users, "2023-11-14 22:22:00").count() == 8  # 10-event users
     assert scoring.active_since(users, "2030-01-01").count() == 0
+
+
+def test_windows_keep_the_newest_events_left_padded() -> None:
+    # an empty history, a short one and one longer than the window
+    offsets = np.array([0, 0, 2, 7])
+    values = np.array([5, 6, 1, 2, 3, 4, 9])
+    assert scoring._window(offsets, values, 4).tolist() == [
+        [0, 0, 0, 0],
+        [0, 0, 5, 6],
+        [2, 3, 4, 9],
+    ]
+    times = np.array([100, 160, 10, 10, 40, 30, 90])  # a tie, then an out-of-order event
+    assert scoring._flat_gaps(offsets, times).tolist() == [0, 60, 0, 0, 30, 0, 60]
+
+
+def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup) -> None:
+    data_dir, model_dir = scored_setup
+    model = serving.load_model(model_dir)
+    users = pq.read_table(data_dir / "sequences")  # 6 to 10 events; the model reads 8
+    # Chunks of 3 users after sorting by length: windows of 6, 7 and 8 columns, not 8 always.
+    batches = scoring.score_batches(
+        scoring.BatchScorer(model), users.to_batches(max_chunksize=16), K, True, 3, batch_size=3
+    )
+    got = {row[schemas.USER_ID]: row for batch in batches for row in batch.to_pylist()}
+    expected = model.predict(users.to_pandas(), params={"k": K})
+    assert sorted(got) == sorted(users.column(schemas.USER_ID).to_pylist())
+    for user, ids, intent in zip(
+        users.column(schemas.USER_ID).to_pylist(),
+        expected["recommendations"],
+        expected["purchase_intent"],
+        strict=True,
+    ):
+        assert [r[schemas.ITEM_ID] for r in got[user][scoring.RECOMMENDATIONS]] == list(ids)
+        assert got[user][scoring.PURCHASE_INTENT] == pytest.approx(intent, abs=1e-5)
