@@ -20,9 +20,10 @@ included, no padding): per layer ``2·L·(4·d² + 2·d·d_ff)`` for the Q/K/V/o
 and the feed-forward, plus ``4·L²·d`` for attention scores and the weighted sum (d = 384,
 d_ff = 1536, 6 layers; embeddings, layer norms, softmax and the unused pooler left out). The
 FLOPs the padded batches really cost are counted the same way at the padded length. The rate
-is the best of several fp32 ``2048×2048`` matmuls with ``--threads`` torch threads; a GEMM of
-the model's own shape (``[B·L, 384] × [384, 1536]``) is measured beside it, since small GEMMs
-run below the large-matrix rate. Floor time = FLOPs / GEMM rate.
+is the best of several fp32 ``2048×2048`` matmuls with ``--threads`` torch threads, measured
+before, between and after the passes (on a shared machine it moves with the load); each pass's
+floor uses the mean of the measurements around it. Floor time = FLOPs / GEMM rate. A GEMM of
+the model's own shape (``[B·L, 384] × [384, 1536]``) is measured beside it for reference.
 
 Prints a table, the load average before and after, then ONE JSON line.
 """
@@ -109,21 +110,22 @@ def gemm_rate(threads: int, m: int, k: int, n: int, repeats: int = 10) -> float:
     return 2 * m * k * n / best / 1e9
 
 
-def in_process(config: BenchConfig, titles: list[str]) -> dict[str, Any]:
+def load_encoder(threads: int) -> tuple[Any, float]:
     import torch
 
     from seqrec.text import TextEncoder
 
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(threads)
     started = time.perf_counter()
     encoder = TextEncoder(device="cpu")
-    load_s = time.perf_counter() - started
-    lengths = encoder.token_lengths(titles)
-    encoder.encode(titles[:64], batch_size=config.batch_size)  # warm-up
+    return encoder, time.perf_counter() - started
+
+
+def in_process(encoder: Any, titles: list[str], batch_size: int) -> dict[str, Any]:
+    encoder.encode(titles[:64], batch_size=batch_size)  # warm-up
     started = time.perf_counter()
-    vectors = encoder.encode(titles, batch_size=config.batch_size)
-    seconds = time.perf_counter() - started
-    return {"load_s": load_s, "seconds": seconds, "vectors": vectors, "lengths": lengths}
+    vectors = encoder.encode(titles, batch_size=batch_size)
+    return {"seconds": time.perf_counter() - started, "vectors": vectors}
 
 
 def on_spark(config: BenchConfig, ids: list[str], titles: list[str], workdir: Path) -> dict:
@@ -177,38 +179,56 @@ def main(argv: list[str] | None = None) -> int:
     n = len(titles)
     print(f"[bench_text] {n} titles from {config.items}, {config.threads} threads", flush=True)
 
-    gemm_2048 = gemm_rate(config.threads, 2048, 2048, 2048)
-    local = in_process(config, titles)
-    lengths = local["lengths"]
+    encoder, load_s = load_encoder(config.threads)
+    lengths = encoder.token_lengths(titles)
     tokens_per_batch = config.batch_size * int(np.ceil(lengths.mean()))
-    gemm_model = gemm_rate(config.threads, tokens_per_batch, HIDDEN, FFN)
-    item_flops = flops(lengths)
-    total_flops = float(item_flops.sum())
-    executed_flops = padded_flops(lengths, config.batch_size)
-    floor_s = total_flops / (gemm_2048 * 1e9)
-    print(f"[bench_text] in-process: {local['seconds']:.1f}s; now Spark", flush=True)
 
+    def rates() -> tuple[float, float]:
+        # Measured beside each timed pass: on a shared machine the rate moves with the load.
+        return (
+            gemm_rate(config.threads, 2048, 2048, 2048),
+            gemm_rate(config.threads, tokens_per_batch, HIDDEN, FFN),
+        )
+
+    checkpoints = [rates()]
+    local = in_process(encoder, titles, config.batch_size)
+    checkpoints.append(rates())
+    print(f"[bench_text] in-process: {local['seconds']:.1f}s; now Spark", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(config.workdir or tmp)
         workdir.mkdir(parents=True, exist_ok=True)
         spark = on_spark(config, ids, titles, workdir)
+    checkpoints.append(rates())
+    load_after = os.getloadavg()
     vectors = local["vectors"]
     max_diff = max(
         float(np.abs(spark["by_id"][item_id] - vectors[i]).max()) for i, item_id in enumerate(ids)
     )
-    load_after = os.getloadavg()
 
+    item_flops = flops(lengths)
+    total_flops = float(item_flops.sum())
+    executed_flops = padded_flops(lengths, config.batch_size)
+    # GEMM rate during each pass: the mean of the measurements just before and just after it.
+    during = {
+        "in_process": (checkpoints[0][0] + checkpoints[1][0]) / 2,
+        "spark": (checkpoints[1][0] + checkpoints[2][0]) / 2,
+    }
+    floors = {name: total_flops / (rate * 1e9) for name, rate in during.items()}
     rows = [
-        ("in-process encode", local["seconds"]),
-        ("spark cold (workers + model load)", spark["cold_s"]),
-        ("spark warm", spark["warm_s"]),
-        ("FLOP floor @ 2048² GEMM rate", floor_s),
-        ("FLOP floor @ model-shape GEMM rate", total_flops / (gemm_model * 1e9)),
+        ("in-process encode", local["seconds"], "in_process"),
+        ("spark cold (workers + model load)", spark["cold_s"], "spark"),
+        ("spark warm", spark["warm_s"], "spark"),
     ]
     print()
-    print(f"{'path':<36} {'seconds':>9} {'items/s':>9} {'x floor':>8}")
-    for name, seconds in rows:
-        print(f"{name:<36} {seconds:9.2f} {n / seconds:9.0f} {seconds / floor_s:8.1f}")
+    print(
+        f"{'path':<36} {'seconds':>8} {'items/s':>8} {'GEMM GF/s':>10} "
+        f"{'floor s':>8} {'floor it/s':>10} {'x floor':>8}"
+    )
+    for name, seconds, phase in rows:
+        print(
+            f"{name:<36} {seconds:8.1f} {n / seconds:8.1f} {during[phase]:10.1f} "
+            f"{floors[phase]:8.1f} {n / floors[phase]:10.1f} {seconds / floors[phase]:8.2f}"
+        )
     print()
     print(
         f"tokens/title: mean {lengths.mean():.1f}, p50 {np.median(lengths):.0f}, "
@@ -216,12 +236,14 @@ def main(argv: list[str] | None = None) -> int:
         f"(padded batches: {executed_flops / n / 1e6:.1f} M)"
     )
     print(
-        f"fp32 GEMM: 2048² {gemm_2048:.0f} GFLOP/s; [{tokens_per_batch}x{HIDDEN}]·"
-        f"[{HIDDEN}x{FFN}] {gemm_model:.0f} GFLOP/s; in-process achieved "
-        f"{executed_flops / local['seconds'] / 1e9:.0f} GFLOP/s of padded work"
+        "fp32 GEMM GFLOP/s before / between / after the passes: 2048² "
+        + " / ".join(f"{c[0]:.0f}" for c in checkpoints)
+        + f"; [{tokens_per_batch}x{HIDDEN}]·[{HIDDEN}x{FFN}] "
+        + " / ".join(f"{c[1]:.0f}" for c in checkpoints)
+        + f"; in-process achieved {executed_flops / local['seconds'] / 1e9:.1f} GFLOP/s"
     )
     print(
-        f"model load {local['load_s']:.1f}s, Spark start {spark['start_s']:.1f}s; Spark vs "
+        f"model load {load_s:.1f}s, Spark start {spark['start_s']:.1f}s; Spark vs "
         f"in-process max |diff| {max_diff:.1e}; load average {load_before[0]:.2f} before, "
         f"{load_after[0]:.2f} after (cores: {os.cpu_count()})"
     )
@@ -234,15 +256,19 @@ def main(argv: list[str] | None = None) -> int:
         "spark_cold_items_per_s": round(n / spark["cold_s"], 1),
         "spark_warm_s": round(spark["warm_s"], 3),
         "spark_warm_items_per_s": round(n / spark["warm_s"], 1),
-        "model_load_s": round(local["load_s"], 3),
+        "model_load_s": round(load_s, 3),
         "spark_start_s": round(spark["start_s"], 3),
         "mean_tokens": round(float(lengths.mean()), 2),
         "flops_per_item": round(float(item_flops.mean())),
         "padded_flops_per_item": round(executed_flops / n),
-        "gemm_2048_gflops": round(gemm_2048, 1),
-        "gemm_model_shape_gflops": round(gemm_model, 1),
-        "floor_s": round(floor_s, 3),
-        "floor_items_per_s": round(n / floor_s, 1),
+        "gemm_2048_gflops": [round(c[0], 1) for c in checkpoints],
+        "gemm_model_shape_gflops": [round(c[1], 1) for c in checkpoints],
+        "floor_items_per_s": {k: round(n / v, 1) for k, v in floors.items()},
+        "x_floor": {
+            "in_process": round(local["seconds"] / floors["in_process"], 2),
+            "spark_cold": round(spark["cold_s"] / floors["spark"], 2),
+            "spark_warm": round(spark["warm_s"] / floors["spark"], 2),
+        },
         "spark_max_abs_diff": max_diff,
         "loadavg_before": [round(x, 2) for x in load_before],
         "loadavg_after": [round(x, 2) for x in load_after],

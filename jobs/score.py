@@ -19,6 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
 
+from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+
 from seqrec import schemas, scoring, serving  # noqa: E402
 from seqrec.io import registry, tables  # noqa: E402
 from seqrec.spark import get_spark  # noqa: E402
@@ -34,6 +36,9 @@ class ScoreConfig:
     k: int = 20  # recommendations per user
     exclude_seen: bool = True  # never recommend items already in the user's history
     since: str | None = None  # only users with an event at/after this date (YYYY-MM-DD)
+    profiles: bool = True  # add each user's history interest profile (needs item categories)
+    profile_depth: int = 0  # category levels in the profile (0 = the whole path)
+    interest_model: str | None = None  # classifier folder: fills the items' missing categories
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> ScoreConfig:
@@ -55,7 +60,50 @@ class ScoreConfig:
             help="exclude items the user has already interacted with",
         )
         parser.add_argument("--since", help="only users active since this date")
+        parser.add_argument(
+            "--profiles",
+            action=argparse.BooleanOptionalAction,
+            default=cls.profiles,
+            help="add interest_profile: the top categories of each user's history, weighted "
+            "by recency (skipped with a note when the items have no categories)",
+        )
+        parser.add_argument(
+            "--profile-depth",
+            type=int,
+            default=cls.profile_depth,
+            help="category levels kept in the profile (0 = the whole path)",
+        )
+        parser.add_argument(
+            "--interest-model",
+            help="interest classifier folder (jobs/train_interests.py): predicts the category "
+            "of items that have none, from their text, for the profiles",
+        )
         return cls(**vars(parser.parse_args(argv)))
+
+
+def _with_profiles(
+    spark: SparkSession, config: ScoreConfig, users: DataFrame, scores: DataFrame
+) -> DataFrame:
+    """SCORES + interest_profile, or SCORES unchanged when no item has a category."""
+    items = tables.read_parquet(spark, f"{config.data}/items")
+    filled = None
+    if config.interest_model:
+        from seqrec import interests
+
+        folder = Path(config.interest_model)
+        if not (folder / interests.CONFIG_FILE).is_file():
+            raise SystemExit(
+                f"[score] --interest-model {folder}: not an interest classifier folder (no "
+                f"{interests.CONFIG_FILE}; train one with jobs/train_interests.py). "
+                "Nothing was written."
+            )
+        spark.sparkContext.addFile(str(folder.resolve()), recursive=True)
+        filled = interests.fill_missing_spark(items, folder.resolve().name)
+    categories = scoring.item_categories(items, config.profile_depth, filled)
+    if categories.isEmpty():
+        print("[score] no item has a category: no interest_profile column", flush=True)
+        return scores
+    return scoring.with_profiles(scores, users, categories)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     scores = scoring.score_users(
         users, model_dir.name, k=config.k, exclude_seen=config.exclude_seen
     )
+    if config.profiles:
+        scores = _with_profiles(spark, config, users, scores)
     output = scoring.with_lineage(scores, config.model_name, version, config.run_date, scored_at)
     tables.merge_delta(output, config.table, schemas.USER_ID)
     print(f"[score] model {config.model_name} v{version} -> {config.table}", flush=True)

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     items = tables.read_parquet(spark, f"{args.data}/items")
     vocab = tables.read_parquet(spark, f"{args.data}/vocab/item")
     recs = spark.read.format("delta").load(args.table).limit(args.users)
+    has_profile = scoring.INTEREST_PROFILE in recs.columns
     seqs = tables.read_parquet(spark, f"{args.data}/sequences")
     shown = recs.join(seqs, on=schemas.USER_ID, how="inner").select(
         schemas.USER_ID,
@@ -38,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         scoring.PURCHASE_INTENT,
         scoring.INTERESTS,
         scoring.MODEL_VERSION,
+        *([scoring.INTEREST_PROFILE] if has_profile else []),
     )
     rows = shown.collect()  # a handful of users, chosen by --users
     wanted_idx = {i for r in rows for i in r["recent"]}
@@ -58,7 +60,11 @@ def main(argv: list[str] | None = None) -> int:
             f"purchase intent {row[scoring.PURCHASE_INTENT]:.2f})"
         )
         interests = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in row[scoring.INTERESTS])
-        print(f"  interests: {interests or '-'}")
+        print(f"  predicted next interests: {interests or '-'}")
+        if has_profile:
+            profile = row[scoring.INTEREST_PROFILE] or []
+            shown_profile = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in profile)
+            print(f"  interest profile (history): {shown_profile or '-'}")
         print("  recent history:")
         for idx in row["recent"]:
             item_id = id_of.get(idx, "<unknown>")

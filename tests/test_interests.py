@@ -12,7 +12,7 @@ import torch
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
-from seqrec import schemas
+from seqrec import schemas, scoring
 from seqrec.interests import (
     CONFIDENCE,
     FILLED,
@@ -35,6 +35,7 @@ from seqrec.interests import (
     split_items,
     train_classifier,
     truncate_category,
+    truncate_category_column,
 )
 from seqrec.text import TextEncoder
 
@@ -92,6 +93,25 @@ def saved(trained, tmp_path_factory) -> Path:
 )
 def test_truncate_category_keeps_the_first_levels(category, depth, expected):
     assert truncate_category(category, depth) == expected
+
+
+def test_truncate_category_column_equals_the_python_version(spark):
+    paths = [
+        "Makeup|Eyes|Mascara",
+        "Beauty>Makeup>Lipstick",
+        "Beauty > Makeup > Lipstick",
+        "  Hair Care  ",
+        "Skin Care | Face",
+        "",
+        "   ",
+        None,
+    ]
+    frame = spark.createDataFrame([(p,) for p in paths], "category string")
+    for depth in (0, 1, 2, 3, 5):
+        got = [
+            r[0] for r in frame.select(truncate_category_column(frame.category, depth)).collect()
+        ]
+        assert got == [truncate_category(p, depth) for p in paths], depth
 
 
 def test_split_is_deterministic_order_free_and_stable_when_items_are_added():
@@ -215,6 +235,40 @@ def test_fill_missing_on_spark_equals_the_in_process_version(spark, trained, sav
     assert result.schema == FILLED
     expected = spark.createDataFrame(fill_missing(classifier, items), FILLED)
     assertDataFrameEqual(result, expected, rtol=1e-5)
+
+
+def test_scoring_categories_take_the_classifier_only_where_the_item_has_none(
+    spark, trained, saved, beauty
+):
+    classifier, _ = trained
+    items = _with_missing(beauty).reset_index(drop=True)
+    items[schemas.ITEM_IDX] = np.arange(1, len(items) + 1, dtype=np.int32)
+    spark.sparkContext.addFile(str(saved), recursive=True)
+    frame = spark.createDataFrame(
+        items[[schemas.ITEM_ID, schemas.ITEM_IDX, schemas.TITLE, schemas.BRAND, schemas.CATEGORY]],
+        "item_id string, item_idx int, title string, brand string, category string",
+    ).coalesce(1)
+    filled = fill_missing_spark(frame, saved.name)
+    got = {
+        r[schemas.ITEM_IDX]: r[schemas.CATEGORY]
+        for r in scoring.item_categories(frame, depth=2, filled=filled).collect()
+    }
+    predicted = dict(
+        zip(
+            fill_missing(classifier, items)[schemas.ITEM_ID],
+            fill_missing(classifier, items)[schemas.CATEGORY],
+            strict=True,
+        )
+    )
+    expected = {}
+    for row in items.itertuples():
+        category = truncate_category(row.category, 2) or predicted.get(row.item_id)
+        if category is not None and category != OTHER:
+            expected[row.item_idx] = category
+    assert got == expected
+    assert len(predicted) == 5 and any(
+        items[schemas.ITEM_IDX].isin(got) & items[schemas.CATEGORY].isna()
+    )
 
 
 # --- interest profiles ---------------------------------------------------------------------------

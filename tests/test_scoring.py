@@ -90,6 +90,47 @@ def test_merge_rerun_is_idempotent_and_history_shows_each_run(
     assert DeltaTable.forPath(spark, table).history().count() == 3
 
 
+def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
+    spark, scored_setup, tmp_path: Path
+) -> None:
+    from seqrec.interests import interest_profile
+
+    data_dir, model_dir = scored_setup
+    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    # Items 2..30; item i is in category "c<i % 3>" except every 7th, which has none.
+    names = {i: (None if i % 7 == 0 else f"c{i % 3}") for i in range(2, N_ITEMS + 1)}
+    items = spark.createDataFrame(
+        [(f"item{i}", i, c) for i, c in names.items()],
+        "item_id string, item_idx int, category string",
+    )
+    categories = scoring.item_categories(items)
+    scores = scoring.with_profiles(
+        scoring.score_users(users, model_dir.name, k=K), users, categories
+    )
+    got = {
+        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[scoring.INTEREST_PROFILE]]
+        for r in scores.collect()
+    }
+    histories = {r[schemas.USER_ID]: r[schemas.SEQ_ITEMS] for r in users.collect()}
+    expected = interest_profile(histories, names, k=3, decay=0.8)
+    assert got.keys() == expected.keys() and len(got) == 40
+    for user, profile in expected.items():
+        assert [c for c, _ in got[user]] == [c for c, _ in profile], user
+        assert [w for _, w in got[user]] == pytest.approx([w for _, w in profile]), user
+    # A table written before profiles existed takes the new column on the next MERGE.
+    table = str(tmp_path / "recs")
+    tables.merge_delta(
+        _score(spark, data_dir, model_dir, "2026-11-28", "2026-11-28 03:00:00"),
+        table,
+        schemas.USER_ID,
+    )
+    newer = scoring.with_lineage(scores, "recs", "1", "2026-11-29", "2026-11-29 03:00:00")
+    tables.merge_delta(newer, table, schemas.USER_ID)
+    merged = spark.read.format("delta").load(table)
+    assert scoring.INTEREST_PROFILE in merged.columns and merged.count() == 40
+    assert merged.filter(F.size(scoring.INTEREST_PROFILE) == 0).count() == 0
+
+
 def test_vocabulary_mismatch_is_refused(spark, scored_setup) -> None:
     data_dir, model_dir = scored_setup
     vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "item")).toArrow()

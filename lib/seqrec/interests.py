@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from safetensors.torch import load_file, save_file
@@ -273,6 +273,19 @@ def truncate_category(category: str | None, depth: int) -> str | None:
     return text[: cuts[depth - 1]] if len(cuts) >= depth else text
 
 
+def truncate_category_column(category: Column, depth: int) -> Column:
+    """:func:`truncate_category` as a Spark expression (null and blank give null)."""
+    text = F.trim(category)
+    text = F.when(text != F.lit(""), text)
+    if depth == 0:
+        return text
+    levels = F.split(text, _PATH_SEPARATOR.pattern)
+    first = F.regexp_extract(
+        text, r"^((?:[^|>]*[|>]){" + str(depth - 1) + r"}[^|>]*?)\s*(?:[|>].*)?$", 1
+    )
+    return F.when(F.size(levels) <= depth, text).otherwise(first)
+
+
 def item_texts(items: pd.DataFrame) -> list[str]:
     """The classifier's input per item: title, brand, description (never the category)."""
     columns = [items[c] if c in items.columns else [None] * len(items) for c in TEXT_COLUMNS]
@@ -306,7 +319,8 @@ def make_labels(
     truncated = [truncate_category(c, depth) for c in categories]
     in_train = Counter(c for c, s in zip(truncated, splits, strict=True) if c and s == TRAIN)
     kept = sorted(c for c, n in in_train.items() if n >= min_count and c != OTHER)
-    rare_names = {c for c in truncated if c and c not in set(kept)}
+    kept_set = set(kept)
+    rare_names = {c for c in truncated if c and c not in kept_set}
     n_rare_items = sum(1 for c in truncated if c in rare_names)
     classes = tuple(kept) + ((OTHER,) if rare == "other" and rare_names else ())
     position = {c: i for i, c in enumerate(classes)}

@@ -26,6 +26,7 @@ from seqrec.vocab import OOV_IDX
 RECOMMENDATIONS = "recommendations"
 INTERESTS = "interests"
 PURCHASE_INTENT = "purchase_intent"
+INTEREST_PROFILE = "interest_profile"  # from the user's history: see :func:`with_profiles`
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
@@ -349,12 +350,57 @@ def score_users(
     )
 
 
+def item_categories(items: DataFrame, depth: int = 0, filled: DataFrame | None = None) -> DataFrame:
+    """(item_idx, category) from build_sequences' items table, the category cut to its first
+    ``depth`` levels (0 = the whole path). ``filled`` (item_id, category), e.g. from
+    :func:`seqrec.interests.fill_missing_spark`, supplies the categories the items table lacks;
+    a filled ``other`` (a merged rare class) is no interest and is left out."""
+    from seqrec.interests import OTHER, truncate_category_column
+
+    category = F.when(F.trim(schemas.CATEGORY) != F.lit(""), F.col(schemas.CATEGORY))
+    known = items.select(schemas.ITEM_ID, schemas.ITEM_IDX, category.alias(schemas.CATEGORY))
+    if filled is not None:
+        guess = filled.select(
+            schemas.ITEM_ID,
+            F.when(F.col(schemas.CATEGORY) != F.lit(OTHER), F.col(schemas.CATEGORY)).alias("_g"),
+        )
+        known = known.join(guess, on=schemas.ITEM_ID, how="left").select(
+            schemas.ITEM_ID,
+            schemas.ITEM_IDX,
+            F.coalesce(schemas.CATEGORY, "_g").alias(schemas.CATEGORY),
+        )
+    return known.select(
+        schemas.ITEM_IDX,
+        truncate_category_column(F.col(schemas.CATEGORY), depth).alias(schemas.CATEGORY),
+    ).filter(F.col(schemas.CATEGORY).isNotNull())
+
+
+def with_profiles(
+    scores: DataFrame,
+    sequences: DataFrame,
+    categories: DataFrame,
+    k: int = 3,
+    decay: float = 0.8,
+) -> DataFrame:
+    """SCORES + INTEREST_PROFILE: each user's top-``k`` categories of the items in their history,
+    recency-weighted (:func:`seqrec.interests.interest_profile_spark`), beside the model's
+    predicted next interests. An empty list for a user with no categorized item."""
+    from seqrec.interests import interest_profile_spark
+
+    profiles = interest_profile_spark(sequences, categories, k=k, decay=decay)
+    return scores.join(
+        profiles.withColumnRenamed(INTERESTS, INTEREST_PROFILE), on=schemas.USER_ID, how="left"
+    )
+
+
 def with_lineage(
     scores: DataFrame, model_name: str, model_version: str, run_date: str, scored_at: str
 ) -> DataFrame:
     """Add the model and run lineage columns; ``scored_at`` comes in as an argument."""
+    extra = [c for c in scores.columns if c not in SCORES.fieldNames()]  # e.g. INTEREST_PROFILE
     return scores.select(
         *SCORES.fieldNames(),
+        *extra,
         F.lit(model_name).alias(MODEL_NAME),
         F.lit(model_version).alias(MODEL_VERSION),
         F.lit(run_date).cast(T.DateType()).alias(schemas.RUN_DATE),

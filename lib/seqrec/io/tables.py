@@ -106,6 +106,7 @@ def merge_delta(df: DataFrame, path: str, key: str) -> None:
         DeltaTable.forPath(spark, path)
         .alias("t")
         .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
+        .withSchemaEvolution()  # a column added by a newer job (e.g. a profile) joins the table
         .whenMatchedUpdateAll()
         .whenNotMatchedInsertAll()
         .execute()
