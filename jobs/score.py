@@ -86,20 +86,14 @@ def _with_profiles(
 ) -> DataFrame:
     """SCORES + interest_profile, or SCORES unchanged when no item has a category."""
     items = tables.read_parquet(spark, f"{config.data}/items")
-    filled = None
     if config.interest_model:
-        from seqrec import interests
+        from seqrec.interests import with_filled_categories
 
-        folder = Path(config.interest_model)
-        if not (folder / interests.CONFIG_FILE).is_file():
-            raise SystemExit(
-                f"[score] --interest-model {folder}: not an interest classifier folder (no "
-                f"{interests.CONFIG_FILE}; train one with jobs/train_interests.py). "
-                "Nothing was written."
-            )
-        spark.sparkContext.addFile(str(folder.resolve()), recursive=True)
-        filled = interests.fill_missing_spark(items, folder.resolve().name)
-    categories = scoring.item_categories(items, config.profile_depth, filled)
+        try:
+            items = with_filled_categories(items, config.interest_model)
+        except FileNotFoundError as error:
+            raise SystemExit(f"[score] --interest-model {error} Nothing was written.") from error
+    categories = scoring.item_categories(items, config.profile_depth).cache()  # used twice
     if categories.isEmpty():
         print("[score] no item has a category: no interest_profile column", flush=True)
         return scores

@@ -33,9 +33,11 @@ from seqrec.interests import (
     make_labels,
     sample_items,
     split_items,
+    text_of,
     train_classifier,
     truncate_category,
     truncate_category_column,
+    with_filled_categories,
 )
 from seqrec.text import TextEncoder
 
@@ -248,10 +250,9 @@ def test_scoring_categories_take_the_classifier_only_where_the_item_has_none(
         items[[schemas.ITEM_ID, schemas.ITEM_IDX, schemas.TITLE, schemas.BRAND, schemas.CATEGORY]],
         "item_id string, item_idx int, title string, brand string, category string",
     ).coalesce(1)
-    filled = fill_missing_spark(frame, saved.name)
     got = {
         r[schemas.ITEM_IDX]: r[schemas.CATEGORY]
-        for r in scoring.item_categories(frame, depth=2, filled=filled).collect()
+        for r in scoring.item_categories(with_filled_categories(frame, saved), depth=2).collect()
     }
     predicted = dict(
         zip(
@@ -269,6 +270,59 @@ def test_scoring_categories_take_the_classifier_only_where_the_item_has_none(
     assert len(predicted) == 5 and any(
         items[schemas.ITEM_IDX].isin(got) & items[schemas.CATEGORY].isna()
     )
+
+
+def test_build_fills_missing_item_categories_with_the_classifier(
+    spark, trained, saved, shared_data: Path, tmp_path: Path
+):
+    from seqrec.build import BuildConfig, run_build
+    from seqrec.io import tables
+
+    classifier, _ = trained
+    source = shared_data / "amazon-beauty" / "derived" / "beauty_items.tsv"
+    lines = source.read_text(encoding="utf-8").splitlines()
+    header, rows = lines[0], [line.split("\t") for line in lines[1:41]]
+    blanked = {rows[i][0] for i in (2, 5, 9, 17)}
+    for row in rows:
+        if row[0] in blanked:
+            row[3] = ""  # no brand, no category path
+    (tmp_path / "items.tsv").write_text(
+        "\n".join([header, *("\t".join(r) for r in rows)]) + "\n", encoding="utf-8"
+    )
+    ids = [r[0] for r in rows]
+    # S3-Rec lines "user item item ...": 20 users, each over 8 of the 40 items, every item used
+    (tmp_path / "seq.txt").write_text(
+        "".join(
+            f"{u} " + " ".join(ids[(2 * u + t) % 40] for t in range(8)) + "\n" for u in range(20)
+        )
+    )
+    config = BuildConfig(
+        source="amazon",
+        input=str(tmp_path / "seq.txt"),
+        items=str(tmp_path / "items.tsv"),
+        output=str(tmp_path / "out"),
+        run_date="2026-11-28",
+        item_vectors=False,
+        interest_model=str(saved),
+    )
+    run_build(spark, config)
+    built = {
+        r[schemas.ITEM_ID]: r[schemas.CATEGORY]
+        for r in tables.read_parquet(spark, str(tmp_path / "out" / "items")).collect()
+        if r[schemas.ITEM_ID] != "<unk>"  # the vocabulary's unknown-item row
+    }
+    assert built.keys() == set(ids)
+    titles = {r[0]: r[2] for r in rows}
+    predicted, _ = classifier.predict([text_of(titles[i]) for i in sorted(blanked)])
+    for item_id, category in zip(sorted(blanked), predicted, strict=True):
+        assert built[item_id] == (None if category == OTHER else category), item_id
+    assert any(built[i] is not None for i in blanked)  # the classifier did fill some
+    for row in rows:  # known categories are kept whole, never replaced by a prediction
+        if row[0] not in blanked:
+            assert built[row[0]] is not None and row[3].endswith(built[row[0]])
+    vocab = tables.read_parquet(spark, str(tmp_path / "out" / "vocab" / "category"))
+    keys = {r[schemas.VOCAB_KEY] for r in vocab.collect()}
+    assert {built[i] for i in blanked if built[i] is not None} <= keys
 
 
 # --- interest profiles ---------------------------------------------------------------------------

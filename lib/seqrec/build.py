@@ -69,6 +69,7 @@ class BuildConfig:
     item_vectors: bool = True  # embed item text into item_vectors/ when the items have text
     text_model: str = ""  # text model folder; "" = the installed all-MiniLM-L6-v2
     text_batch_size: int = text.DEFAULT_BATCH_SIZE  # texts per encoder forward pass
+    interest_model: str | None = None  # classifier folder: predicts missing item categories
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> BuildConfig:
@@ -123,6 +124,12 @@ class BuildConfig:
             default=True,
             help="embed each item's text (title, brand, category, attributes) with the text "
             "model into item_vectors/ when the items have any text",
+        )
+        parser.add_argument(
+            "--interest-model",
+            help="interest classifier folder (jobs/train_interests.py): items whose metadata "
+            "has no category get the one it predicts from their text, before the events take "
+            "their categories from the items (a predicted 'other' is left missing)",
         )
         args = parser.parse_args(argv)
         if args.source != SYNTHETIC and not args.input:
@@ -261,6 +268,18 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
     try:
         raw, item_meta = read_raw(spark, config, staged)
         stages.done("read", f"source={config.source}")
+        if config.interest_model:
+            if item_meta is None:
+                raise ValueError(
+                    f"--interest-model needs item metadata (titles) to classify, and source "
+                    f"{config.source!r} has none here: pass --items, or drop --interest-model"
+                )
+            from seqrec.interests import with_filled_categories
+
+            item_meta = with_filled_categories(item_meta, config.interest_model).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
+            stages.done("classify", f"missing item categories from {config.interest_model}")
 
         tagged = raw.transform(
             clean.tag_rejections,

@@ -856,6 +856,33 @@ def fill_missing_spark(items: DataFrame, model_file: str, batch_size: int = 64) 
     )
 
 
+def with_filled_categories(items: DataFrame, folder: str | Path, batch_size: int = 64) -> DataFrame:
+    """``items`` (ITEM_META-like) with every null or blank category replaced by the classifier's
+    prediction from the item's text; a predicted :data:`OTHER` (a merged rare class) stays null.
+    Known categories are never changed. The classifier folder is shipped with ``addFile``."""
+    path = Path(folder).resolve()
+    if not (path / CONFIG_FILE).is_file():
+        raise FileNotFoundError(
+            f"{folder}: not an interest classifier folder (no {CONFIG_FILE}); train one with "
+            "jobs/train_interests.py"
+        )
+    items.sparkSession.sparkContext.addFile(str(path), recursive=True)
+    predicted = fill_missing_spark(items, path.name, batch_size).select(
+        F.col(schemas.ITEM_ID).alias("_filled_id"),
+        F.when(F.col(schemas.CATEGORY) != F.lit(OTHER), F.col(schemas.CATEGORY)).alias("_filled"),
+    )
+    known = F.when(F.trim(schemas.CATEGORY) != F.lit(""), F.col(schemas.CATEGORY))
+    joined = items.join(
+        predicted, F.col(schemas.ITEM_ID).cast(T.StringType()) == F.col("_filled_id"), "left"
+    )
+    return joined.select(
+        *[
+            F.coalesce(known, F.col("_filled")).alias(name) if name == schemas.CATEGORY else name
+            for name in items.columns
+        ]
+    )
+
+
 # --- interest profiles ---------------------------------------------------------------------------
 def _check_profile_args(k: int, decay: float) -> None:
     if k < 1:

@@ -350,26 +350,13 @@ def score_users(
     )
 
 
-def item_categories(items: DataFrame, depth: int = 0, filled: DataFrame | None = None) -> DataFrame:
+def item_categories(items: DataFrame, depth: int = 0) -> DataFrame:
     """(item_idx, category) from build_sequences' items table, the category cut to its first
-    ``depth`` levels (0 = the whole path). ``filled`` (item_id, category), e.g. from
-    :func:`seqrec.interests.fill_missing_spark`, supplies the categories the items table lacks;
-    a filled ``other`` (a merged rare class) is no interest and is left out."""
-    from seqrec.interests import OTHER, truncate_category_column
+    ``depth`` levels (0 = the whole path); items with no category are left out. Missing
+    categories can be predicted first with :func:`seqrec.interests.with_filled_categories`."""
+    from seqrec.interests import truncate_category_column
 
-    category = F.when(F.trim(schemas.CATEGORY) != F.lit(""), F.col(schemas.CATEGORY))
-    known = items.select(schemas.ITEM_ID, schemas.ITEM_IDX, category.alias(schemas.CATEGORY))
-    if filled is not None:
-        guess = filled.select(
-            schemas.ITEM_ID,
-            F.when(F.col(schemas.CATEGORY) != F.lit(OTHER), F.col(schemas.CATEGORY)).alias("_g"),
-        )
-        known = known.join(guess, on=schemas.ITEM_ID, how="left").select(
-            schemas.ITEM_ID,
-            schemas.ITEM_IDX,
-            F.coalesce(schemas.CATEGORY, "_g").alias(schemas.CATEGORY),
-        )
-    return known.select(
+    return items.select(
         schemas.ITEM_IDX,
         truncate_category_column(F.col(schemas.CATEGORY), depth).alias(schemas.CATEGORY),
     ).filter(F.col(schemas.CATEGORY).isNotNull())
