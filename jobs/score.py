@@ -84,7 +84,7 @@ class ScoreConfig:
 def _with_profiles(
     spark: SparkSession, config: ScoreConfig, users: DataFrame, scores: DataFrame
 ) -> DataFrame:
-    """SCORES + interest_profile, or SCORES unchanged when no item has a category."""
+    """SCORES + interest_profile, or SCORES unchanged when nothing has a category."""
     items = tables.read_parquet(spark, f"{config.data}/items")
     if config.interest_model:
         from seqrec.interests import with_filled_categories
@@ -93,11 +93,15 @@ def _with_profiles(
             items = with_filled_categories(items, config.interest_model)
         except FileNotFoundError as error:
             raise SystemExit(f"[score] --interest-model {error} Nothing was written.") from error
-    categories = scoring.item_categories(items, config.profile_depth).cache()  # used twice
-    if categories.isEmpty():
-        print("[score] no item has a category: no interest_profile column", flush=True)
+    vocab_path = f"{config.data}/vocab/category"
+    category_vocab = (
+        tables.read_parquet(spark, vocab_path) if tables.exists(spark, vocab_path) else None
+    )
+    inputs = scoring.profile_inputs(users, items, category_vocab, config.profile_depth)
+    if inputs is None:
+        print("[score] neither items nor events have a category: no interest_profile", flush=True)
         return scores
-    return scoring.with_profiles(scores, users, categories)
+    return scoring.with_profiles(scores, *inputs)
 
 
 def main(argv: list[str] | None = None) -> int:

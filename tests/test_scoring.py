@@ -131,6 +131,34 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     assert merged.filter(F.size(scoring.INTEREST_PROFILE) == 0).count() == 0
 
 
+def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None:
+    from seqrec.interests import interest_profile
+
+    data_dir, _ = scored_setup
+    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "category"))
+    no_categories = spark.createDataFrame(
+        [(f"item{i}", i, None) for i in range(2, N_ITEMS + 1)],
+        "item_id string, item_idx int, category string",
+    )
+    histories, categories = scoring.profile_inputs(users, no_categories, vocab)
+    profiles = scoring.with_profiles(users.select(schemas.USER_ID), histories, categories)
+    got = {
+        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[scoring.INTEREST_PROFILE]]
+        for r in profiles.collect()
+    }
+    # tiny_dataset: the event of item i has category id 2 + i % 3, named "category<id>"
+    names = {2: "category2", 3: "category3", 4: "category4"}
+    by_event = {r[schemas.USER_ID]: r[schemas.SEQ_CATEGORIES] for r in users.collect()}
+    expected = interest_profile(by_event, names, k=3, decay=0.8)
+    assert got.keys() == expected.keys() and len(got) == 40
+    for user, profile in expected.items():
+        assert [c for c, _ in got[user]] == [c for c, _ in profile], user
+        assert [w for _, w in got[user]] == pytest.approx([w for _, w in profile]), user
+    assert scoring.profile_inputs(users, no_categories, None) is None
+    assert scoring.profile_inputs(users, no_categories, vocab.filter("idx <= 1")) is None
+
+
 def test_vocabulary_mismatch_is_refused(spark, scored_setup) -> None:
     data_dir, model_dir = scored_setup
     vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "item")).toArrow()

@@ -362,6 +362,42 @@ def item_categories(items: DataFrame, depth: int = 0) -> DataFrame:
     ).filter(F.col(schemas.CATEGORY).isNotNull())
 
 
+def event_categories(category_vocab: DataFrame, depth: int = 0) -> DataFrame:
+    """(category_idx as item_idx, category) from the category vocabulary, for profiles built
+    over the categories on the events themselves (see :func:`profile_inputs`)."""
+    from seqrec.interests import truncate_category_column
+
+    return (
+        category_vocab.filter(F.col(schemas.VOCAB_IDX) > OOV_IDX)
+        .select(
+            F.col(schemas.VOCAB_IDX).alias(schemas.ITEM_IDX),
+            truncate_category_column(F.col(schemas.VOCAB_KEY), depth).alias(schemas.CATEGORY),
+        )
+        .filter(F.col(schemas.CATEGORY).isNotNull())
+    )
+
+
+def profile_inputs(
+    users: DataFrame, items: DataFrame, category_vocab: DataFrame | None, depth: int = 0
+) -> tuple[DataFrame, DataFrame] | None:
+    """(histories, categories) for :func:`with_profiles`: the items table's categories when it
+    has any; else the categories the events carry (sources such as Taobao or Yoochoose have a
+    category per event and no item metadata), read through the category vocabulary. None when
+    neither has a category."""
+    categories = item_categories(items, depth).cache()  # tested for emptiness, then used
+    if not categories.isEmpty():
+        return users, categories
+    if category_vocab is None:
+        return None
+    by_event = event_categories(category_vocab, depth).cache()
+    if by_event.isEmpty():
+        return None
+    histories = users.select(
+        schemas.USER_ID, F.col(schemas.SEQ_CATEGORIES).alias(schemas.SEQ_ITEMS)
+    )
+    return histories, by_event
+
+
 def with_profiles(
     scores: DataFrame,
     sequences: DataFrame,
