@@ -65,7 +65,8 @@ class ScoreConfig:
             action=argparse.BooleanOptionalAction,
             default=cls.profiles,
             help="add interest_profile: the top categories of each user's history, weighted "
-            "by recency (skipped with a note when the items have no categories)",
+            "by recency (from the items' categories, else the events'; skipped with a note "
+            "when neither has any)",
         )
         parser.add_argument(
             "--profile-depth",
