@@ -90,6 +90,18 @@ def test_merge_rerun_is_idempotent_and_history_shows_each_run(
     assert DeltaTable.forPath(spark, table).history().count() == 3
 
 
+def _assert_profiles(frame, expected: dict[str, list[tuple[str, float]]]) -> None:
+    """``frame``'s INTEREST_PROFILE per user equals ``expected`` (all 40 users, same order)."""
+    got = {
+        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[scoring.INTEREST_PROFILE]]
+        for r in frame.collect()
+    }
+    assert got.keys() == expected.keys() and len(got) == 40
+    for user, profile in expected.items():
+        assert [c for c, _ in got[user]] == [c for c, _ in profile], user
+        assert [w for _, w in got[user]] == pytest.approx([w for _, w in profile]), user
+
+
 def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     spark, scored_setup, tmp_path: Path
 ) -> None:
@@ -107,16 +119,8 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     scores = scoring.with_profiles(
         scoring.score_users(users, model_dir.name, k=K), users, categories
     )
-    got = {
-        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[scoring.INTEREST_PROFILE]]
-        for r in scores.collect()
-    }
     histories = {r[schemas.USER_ID]: r[schemas.SEQ_ITEMS] for r in users.collect()}
-    expected = interest_profile(histories, names, k=3, decay=0.8)
-    assert got.keys() == expected.keys() and len(got) == 40
-    for user, profile in expected.items():
-        assert [c for c, _ in got[user]] == [c for c, _ in profile], user
-        assert [w for _, w in got[user]] == pytest.approx([w for _, w in profile]), user
+    _assert_profiles(scores, interest_profile(histories, names, k=3, decay=0.8))
     # A table written before profiles existed takes the new column on the next MERGE.
     table = str(tmp_path / "recs")
     tables.merge_delta(
@@ -143,18 +147,10 @@ def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None
     )
     histories, categories = scoring.profile_inputs(users, no_categories, vocab)
     profiles = scoring.with_profiles(users.select(schemas.USER_ID), histories, categories)
-    got = {
-        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[scoring.INTEREST_PROFILE]]
-        for r in profiles.collect()
-    }
     # tiny_dataset: the event of item i has category id 2 + i % 3, named "category<id>"
     names = {2: "category2", 3: "category3", 4: "category4"}
     by_event = {r[schemas.USER_ID]: r[schemas.SEQ_CATEGORIES] for r in users.collect()}
-    expected = interest_profile(by_event, names, k=3, decay=0.8)
-    assert got.keys() == expected.keys() and len(got) == 40
-    for user, profile in expected.items():
-        assert [c for c, _ in got[user]] == [c for c, _ in profile], user
-        assert [w for _, w in got[user]] == pytest.approx([w for _, w in profile]), user
+    _assert_profiles(profiles, interest_profile(by_event, names, k=3, decay=0.8))
     assert scoring.profile_inputs(users, no_categories, None) is None
     assert scoring.profile_inputs(users, no_categories, vocab.filter("idx <= 1")) is None
 
