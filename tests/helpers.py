@@ -49,3 +49,33 @@ def tiny_dataset(root: Path) -> Path:
         )
         pq.write_table(table, root / "vocab" / name / "part-0.parquet")
     return root
+
+
+def built_synthetic_and_train_config(spark, root: Path, run_date: str, events: int):
+    """Generated events built into sequences under ``root/data`` (no item text vectors: the
+    nightly build and the notebooks never read them, and embedding is the slow part), and the
+    configuration of a small one-epoch SASRec on them. Returns ``(data_dir, config)``."""
+    from seqrec import build, trainer
+
+    data_dir = root / "data"
+    build.run_build(
+        spark,
+        build.BuildConfig(
+            source="synthetic",
+            output=str(data_dir),
+            run_date=run_date,
+            events=events,
+            item_vectors=False,
+        ),
+    )
+    config = trainer.TrainJobConfig(
+        data=str(data_dir),
+        run_date=run_date,
+        hidden_size=16,
+        max_len=20,
+        epochs=1,
+        batch_size=64,
+        distributed=False,
+        checkpoint_dir=str(root / "checkpoints"),
+    )
+    return data_dir, config

@@ -95,34 +95,14 @@ def test_dag_files_import_no_heavy_modules_at_top_level() -> None:
 def champion(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Sequences built from generated events and a one-epoch SASRec promoted to champion in a
     sqlite MLflow store: what the nightly DAG expects to find when it starts."""
-    from seqrec import build, trainer
+    from seqrec import trainer
+    from tests.helpers import built_synthetic_and_train_config
 
     root = tmp_path_factory.mktemp("nightly")
-    data_dir = root / "data"
-    build.run_build(
-        spark,
-        # No item text vectors: the nightly build skips them too (scoring never reads them).
-        build.BuildConfig(
-            source="synthetic",
-            output=str(data_dir),
-            run_date=RUN_DATE,
-            events=EVENTS,
-            item_vectors=False,
-        ),
-    )
+    data_dir, config = built_synthetic_and_train_config(spark, root, RUN_DATE, EVENTS)
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking)
-        config = trainer.TrainJobConfig(
-            data=str(data_dir),
-            run_date=RUN_DATE,
-            hidden_size=16,
-            max_len=20,
-            epochs=1,
-            batch_size=64,
-            distributed=False,
-            checkpoint_dir=str(root / "checkpoints"),
-        )
         registered = trainer.log_and_promote(config, trainer.run_distributed(config))
         assert registered["promoted"]
         yield {

@@ -51,32 +51,12 @@ def outputs_of(notebook: Any, mime: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generated events built into sequences, a one-epoch SASRec, and its scores in Delta."""
-    from seqrec import build, schemas, scoring, trainer
+    from seqrec import schemas, scoring, trainer
     from seqrec.io import tables
+    from tests.helpers import built_synthetic_and_train_config
 
     root = tmp_path_factory.mktemp("notebooks")
-    data_dir = root / "data"
-    build.run_build(
-        spark,
-        # No item text vectors: neither notebook reads them, and embedding is the slow part.
-        build.BuildConfig(
-            source="synthetic",
-            output=str(data_dir),
-            run_date=RUN_DATE,
-            events=EVENTS,
-            item_vectors=False,
-        ),
-    )
-    config = trainer.TrainJobConfig(
-        data=str(data_dir),
-        run_date=RUN_DATE,
-        hidden_size=16,
-        max_len=20,
-        epochs=1,
-        batch_size=64,
-        distributed=False,
-        checkpoint_dir=str(root / "checkpoints"),
-    )
+    data_dir, config = built_synthetic_and_train_config(spark, root, RUN_DATE, EVENTS)
     model_dir = Path(trainer.run_distributed(config)["checkpoint"])
     spark.sparkContext.addFile(str(model_dir), recursive=True)
     users = tables.read_parquet(spark, str(data_dir / "sequences"))
