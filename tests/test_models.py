@@ -92,6 +92,36 @@ def test_extra_left_padding_leaves_real_positions_unchanged(model: SequentialRec
     torch.testing.assert_close(predicted_long, predicted, atol=1e-5, rtol=1e-5)
 
 
+def test_sasrec_predicts_from_the_last_position_alone() -> None:
+    """predict_hidden runs the last block at the last position only: same result as the
+    whole sequence's last position, also with dropout off and padding rows in the batch."""
+    model = make_model("sasrec").eval()
+    batch = make_batch(BATCH)
+    with torch.no_grad():
+        whole = model(model.masking.prediction_inputs(batch))[:, -1]
+        last = model.predict_hidden(batch)
+    assert last.shape == (len(BATCH), HIDDEN)
+    torch.testing.assert_close(last, whole, atol=1e-5, rtol=1e-5)
+    # The shortcut is able to fail: the last block's query is not the second-to-last one's.
+    assert not torch.allclose(last, model(model.masking.prediction_inputs(batch))[:, -2])
+
+
+def test_a_frozen_item_table_is_the_fused_table_computed_once() -> None:
+    model = make_model("sasrec").eval()
+    batch = make_batch(BATCH)
+    with torch.no_grad():
+        table, hidden = model.item_table(), model.predict_hidden(batch)
+    model.fusion.freeze_item_table()
+    with torch.no_grad():
+        torch.testing.assert_close(model.item_table(), table)
+        torch.testing.assert_close(model.predict_hidden(batch), hidden)
+        model.fusion.vector_projection.weight.zero_()  # type: ignore[union-attr]
+        # frozen: the change is not seen until the table is frozen again
+        torch.testing.assert_close(model.item_table(), table)
+        model.fusion.freeze_item_table()
+        assert not torch.allclose(model.item_table(), table)
+
+
 def test_causal_models_cannot_see_the_future(model: SequentialRecommender) -> None:
     batch = make_batch(BATCH)
     changed = make_batch([row[:3] + [11] + row[4:] for row in BATCH])  # position 3 differs

@@ -190,6 +190,29 @@ def test_windows_keep_the_newest_events_left_padded() -> None:
     assert scoring._flat_gaps(offsets, times).tolist() == [0, 60, 0, 0, 30, 0, 60]
 
 
+@pytest.mark.parametrize("n_items", [serving.BLOCKED_TOP_K_MIN_ITEMS + 5, 100_000])
+def test_blocked_top_k_matches_one_top_k_over_every_item(n_items: int) -> None:
+    generator = torch.Generator().manual_seed(n_items)
+    table = torch.randn(n_items + 1, 16, generator=generator)
+    hidden = torch.randn(40, 16, generator=generator)
+    # Each row excludes 0 (padding), its own row's best item and items from several blocks.
+    exclude = torch.randint(0, n_items + 1, (40, 30), generator=generator)
+    exclude[:, 0] = 0
+    exclude[:, 1] = (hidden @ table.T)[:, 1:].argmax(1) + 1
+    for excluded in (exclude, None):
+        scores = hidden @ table.T
+        scores[:, 0] = -torch.inf
+        if excluded is not None:
+            scores.scatter_(1, excluded, -torch.inf)
+        expected_scores, expected_items = torch.topk(scores, 20, dim=1)
+        got_scores, got_items = serving.top_k_items(hidden, table, 20, excluded)
+        assert torch.equal(got_items, expected_items)
+        torch.testing.assert_close(got_scores, expected_scores)
+        if excluded is not None:
+            assert not (got_items.unsqueeze(2) == excluded.unsqueeze(1)).any()
+            assert not (got_items == 0).any()
+
+
 def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup) -> None:
     data_dir, model_dir = scored_setup
     model = serving.load_model(model_dir)

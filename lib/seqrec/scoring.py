@@ -130,9 +130,11 @@ def score_batches(
     batch_size: int,
 ) -> Iterator[pa.RecordBatch]:
     """SEQUENCES batches -> SCORES batches: what each Spark task runs, usable without Spark."""
-    # Bound the [rows, n_items] score matrix: past a few tens of MB the matmul and the top-k
-    # stream through memory instead of cache.
-    rows = min(batch_size, max(MIN_ROWS, MAX_SCORE_CELLS // (scorer.known + 1)))
+    rows = batch_size
+    if scorer.known + 1 < serving.BLOCKED_TOP_K_MIN_ITEMS:
+        # One [rows, n_items] score matrix per chunk (larger catalogues are scored in blocks):
+        # past a few tens of MB the matmul and the top-k stream through memory, not cache.
+        rows = min(batch_size, max(MIN_ROWS, MAX_SCORE_CELLS // (scorer.known + 1)))
     for batch in batches:
         # Users of similar length share a forward pass, which is only as wide as its longest
         # window, so little of it is spent on padding. The output order is free.

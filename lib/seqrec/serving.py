@@ -97,6 +97,7 @@ class Recommender:
         self.model: SequentialRecommender = model_cls(self.config)  # type: ignore[call-arg]
         self.model.load_state_dict(load_file(str(root / WEIGHTS_FILE)))
         self.model.eval()
+        self.model.fusion.freeze_item_table()  # the weights never change after loading
         self.vocabs = {
             p.stem: pq.read_table(p) for p in sorted((root / VOCAB_DIR).glob("*.parquet"))
         }
@@ -129,14 +130,12 @@ class Recommender:
         recommended, e.g. the items already seen or purchased.
         """
         hidden = self.hidden(batch)
-        scores = self.model.item_scores(hidden)  # [B, n_items + 1]
-        scores[:, 0] = -torch.inf
+        ex = None
         if exclude is not None and exclude.size:
             ex = torch.as_tensor(exclude, dtype=torch.long)
-            scores.scatter_(1, ex, -torch.inf)
-            scores[:, 0] = -torch.inf
-        k = min(k, self.config.n_items)
-        top_scores, top_items = torch.topk(scores, k, dim=1)
+        top_scores, top_items = top_k_items(
+            hidden, self.model.item_table(), min(k, self.config.n_items), ex
+        )
         out = {
             "item_idx": top_items.numpy(),
             "score": top_scores.float().numpy(),
@@ -172,6 +171,80 @@ class Recommender:
                 "purchase_intent": result["purchase_intent"].astype(float),
             }
         )
+
+
+BLOCKED_TOP_K_MIN_ITEMS = 32_768  # from here on, score the catalogue block by block
+TOP_K_BLOCK = 4096  # items per block: a [256, 4096] fp32 block stays in the core's cache
+TOP_K_GROUP = 32  # items per group whose maximum is compared against a row's k-th best
+
+
+def top_k_items(
+    hidden: torch.Tensor, table: torch.Tensor, k: int, exclude: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best items per row by ``hidden @ table.T``: ``(scores, item indices)``, ``[B, k]``.
+
+    Row 0 of ``table`` (padding) and the items in ``exclude`` (``[B, S]`` indices, 0 = none)
+    are never recommended: they score -inf and sort last. Small catalogues get one matrix
+    product and one top-k. Large ones are scored in blocks of :data:`TOP_K_BLOCK` items, so the
+    ``[B, n_items]`` matrix never exists: each block is compared group by group with every
+    row's current k-th best score, and only the groups that could enter a row's top-k are
+    merged into it. Both paths give the same items.
+    """
+    if table.size(0) < BLOCKED_TOP_K_MIN_ITEMS:
+        scores = hidden @ table.T  # [B, n_items + 1]
+        scores[:, 0] = -torch.inf
+        if exclude is not None:
+            scores.scatter_(1, exclude, -torch.inf)
+        return torch.topk(scores, k, dim=1)
+    return _blocked_top_k(hidden, table, k, exclude)
+
+
+def _blocked_top_k(
+    hidden: torch.Tensor, table: torch.Tensor, k: int, exclude: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    rows, n_items, group = hidden.size(0), table.size(0), TOP_K_GROUP
+    best = torch.full((rows, k), -torch.inf, dtype=hidden.dtype)
+    best_items = torch.zeros((rows, k), dtype=torch.long)
+    if exclude is not None:  # (row, item) pairs ordered by item, so each block takes a slice
+        excluded_items, order = torch.sort(exclude.reshape(-1))
+        excluded_rows = torch.arange(rows).repeat_interleave(exclude.size(1))[order]
+    block = torch.empty(rows, TOP_K_BLOCK, dtype=hidden.dtype)
+    in_group = torch.arange(group)
+    for start in range(0, n_items, TOP_K_BLOCK):
+        width = min(TOP_K_BLOCK, n_items - start)
+        padded = -(-width // group) * group
+        scores = block[:, :padded]
+        torch.mm(hidden, table[start : start + width].T, out=scores[:, :width])
+        scores[:, width:] = -torch.inf
+        if start == 0:
+            scores[:, 0] = -torch.inf
+        if exclude is not None:
+            bounds = torch.tensor([start, start + width])
+            lo, hi = torch.searchsorted(excluded_items, bounds).tolist()
+            scores[excluded_rows[lo:hi], excluded_items[lo:hi] - start] = -torch.inf
+        groups = scores.view(rows, padded // group, group)
+        # Groups holding a score above the row's current k-th best: all of them in the first
+        # block, a few per row later on.
+        hit_rows, hit_groups = (groups.amax(2) > best[:, -1:]).nonzero(as_tuple=True)
+        if hit_rows.numel() == 0:
+            continue
+        # Lay each row's hit groups side by side ([rows hit, most groups, group]) and merge
+        # them with the row's current best.
+        merged_rows, counts = torch.unique_consecutive(hit_rows, return_counts=True)
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.arange(hit_rows.numel()) - first.repeat_interleave(counts)
+        row_of_hit = torch.arange(merged_rows.numel()).repeat_interleave(counts)
+        shape = (merged_rows.numel(), int(counts.max()), group)
+        values = torch.full(shape, -torch.inf, dtype=hidden.dtype)
+        items = torch.zeros(shape, dtype=torch.long)
+        values[row_of_hit, slot] = groups[hit_rows, hit_groups]
+        items[row_of_hit, slot] = (hit_groups * group + start).unsqueeze(1) + in_group
+        values = torch.cat([best[merged_rows], values.view(shape[0], -1)], 1)
+        items = torch.cat([best_items[merged_rows], items.view(shape[0], -1)], 1)
+        top, where = torch.topk(values, k, dim=1)
+        best[merged_rows] = top
+        best_items[merged_rows] = items.gather(1, where)
+    return best, best_items
 
 
 def _pad_lists(rows: list[np.ndarray], length: int | None) -> np.ndarray:

@@ -155,9 +155,22 @@ class FeatureFusion(nn.Module):
         self.event_type_embedding = _optional_embedding(config.n_event_types, hidden)
         self.category_embedding = _optional_embedding(config.n_categories, hidden)
         self.time_gap_embedding = _optional_embedding(config.n_time_buckets, hidden)
+        self._frozen_table: Tensor | None = None
+
+    def freeze_item_table(self) -> None:
+        """Compute the fused table once and reuse it: for inference with fixed weights.
+
+        With attributes or item vectors the table is a projection of every item's side
+        information, which would otherwise be recomputed on every forward pass.
+        """
+        self._frozen_table = None
+        with torch.no_grad():
+            self._frozen_table = self.item_table().detach().contiguous()
 
     def item_table(self) -> Tensor:
         """The fused representation of every item id (row 0 = padding). ``[n_rows, H]``."""
+        if self._frozen_table is not None:
+            return self._frozen_table
         table = self.item_embedding.weight  # [V, H]
         if self.attribute_embedding is not None:
             # Mean over each item's attributes, padding slots excluded (all-padding rows give
@@ -229,6 +242,27 @@ class TransformerBlock(nn.Module):
         a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=p)
         x = x + self.residual_dropout(self.attention_out(a.transpose(1, 2).reshape(b, t, h)))
         return x + self.residual_dropout(self.ffn(self.ffn_norm(x)))
+
+    def forward_last(self, x: Tensor, allowed_last: Tensor) -> Tensor:
+        """The block's output at the last position only: ``[B, T, H] -> [B, 1, H]``.
+
+        Equal to ``forward(x, allowed)[:, -1:]``: keys and values still come from every
+        position, but the query, the output projection and the feed-forward run at the last
+        one. ``allowed_last`` is the last query row of the mask, ``allowed[:, :, -1:]``.
+        """
+        b, t, h = x.shape
+        heads, width = self.n_heads, h // self.n_heads
+        normed = self.attention_norm(x)
+        weight, bias = self.qkv.weight, self.qkv.bias
+        q = F.linear(normed[:, -1:], weight[:h], bias[:h]).view(b, 1, heads, width).transpose(1, 2)
+        kv = F.linear(normed, weight[h:], bias[h:]).view(b, t, 2, heads, width)
+        k, v = kv.permute(2, 0, 3, 1, 4)  # each [B, heads, T, H/heads]
+        p = self.dropout if self.training else 0.0
+        a = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed_last, dropout_p=p)
+        last = x[:, -1:] + self.residual_dropout(
+            self.attention_out(a.transpose(1, 2).reshape(b, 1, h))
+        )
+        return last + self.residual_dropout(self.ffn(self.ffn_norm(last)))
 
 
 # --- masking strategies: how a training sequence becomes (inputs, targets) ---------------------

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from seqrec.models.layers import (
+    ITEM_IDX,
+    Batch,
     CausalMasking,
     FeatureFusion,
     SequenceModelConfig,
@@ -62,11 +64,30 @@ class SASRec(SequentialRecommender):
         self._build_heads(config)
         self._init_weights()
 
-    def encode(self, x: Tensor, item_idx: Tensor) -> Tensor:
+    def encode(self, x: Tensor, item_idx: Tensor, last_only: bool = False) -> Tensor:
+        """``[B, T, H]`` hidden states; with ``last_only``, ``[B, 1, H]`` at the last position
+        (the last block then runs its query and feed-forward there only)."""
         positions = positions_from_end(item_idx).clamp(max=self.config.max_len - 1)  # [B, T]
         real = padding_mask(item_idx).unsqueeze(-1).to(x.dtype)  # [B, T, 1]
         x = self.embedding_dropout(scaled(x) + self.position_embedding(positions)) * real
         allowed = attention_mask(item_idx, causal=True)  # [B, 1, T, T]
-        for block in self.blocks:
-            x = block(x, allowed)
-        return self.final_norm(x)  # [B, T, H]
+        blocks = list(self.blocks)
+        if last_only and blocks:
+            for block in blocks[:-1]:
+                x = block(x, allowed)
+            x = blocks[-1].forward_last(x, allowed[:, :, -1:])
+        else:
+            for block in blocks:
+                x = block(x, allowed)
+            if last_only:
+                x = x[:, -1:]
+        return self.final_norm(x)  # [B, T, H], or [B, 1, H]
+
+    def predict_hidden(self, batch: Batch) -> Tensor:
+        """The hidden state that predicts the next event. ``[B, H]``.
+
+        Causal attention makes the last position depend on nothing after it, so only that
+        position is computed in the last block.
+        """
+        inputs = self.masking.prediction_inputs(batch)
+        return self.encode(self.fusion(inputs), inputs[ITEM_IDX], last_only=True)[:, -1]
