@@ -71,7 +71,7 @@ class SASRec(SequentialRecommender):
         real = padding_mask(item_idx).unsqueeze(-1).to(x.dtype)  # [B, T, 1]
         x = self.embedding_dropout(scaled(x) + self.position_embedding(positions)) * real
         allowed = attention_mask(item_idx, causal=True)  # [B, 1, T, T]
-        blocks = list(self.blocks)
+        blocks: list[TransformerBlock] = list(self.blocks)  # type: ignore[arg-type]
         if last_only and blocks:
             for block in blocks[:-1]:
                 x = block(x, allowed)
