@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pyspark.sql import Window
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
@@ -60,6 +61,15 @@ def test_arrays_follow_time_then_source_order_never_item_order(spark) -> None:
     )
     result = build_sequences(events, None)
     assert result.schema.fieldNames() == S.SEQUENCES.fieldNames()
+    # The same order given as a per-user position (what sessionize(order_column=...) makes),
+    # and a reversed position, which the arrays must follow instead.
+    position = Window.partitionBy(S.USER_ID).orderBy(S.EVENT_TIME, S.SOURCE_FILE, S.SOURCE_ROW)
+    ordered = events.withColumn("order", F.row_number().over(position))
+    assertDataFrameEqual(build_sequences(ordered, None, order_column="order"), result)
+    reversed_items = build_sequences(
+        ordered.withColumn("order", -F.col("order")), None, order_column="order"
+    ).where(F.col(S.USER_ID) == "u1")
+    assert reversed_items.first()[S.SEQ_ITEMS] == [2, 4, 3, 5, 7, 9]
     assertDataFrameEqual(
         result,
         spark.createDataFrame(

@@ -77,6 +77,26 @@ def test_ties_on_time_keep_source_order_not_item_order(spark) -> None:
     )
 
 
+def test_the_order_column_numbers_each_users_events_in_time_then_source_order(spark) -> None:
+    events = [
+        event(9, at(0), item="a", file="b.csv"),
+        event(2, at(0), item="b", file="a.csv"),
+        event(1, at(0), item="z", file="a.csv"),
+        event(3, at(-5), user="u2"),
+        event(4, at(7)),
+    ]
+    result = run(spark, events, order_column="order")
+    assert result.schema.fieldNames() == [*S.SESSIONIZED.fieldNames(), "order"]
+    got = {(r[S.USER_ID], r[S.SOURCE_FILE], r[S.SOURCE_ROW]): r["order"] for r in result.collect()}
+    assert got == {
+        ("u1", "a.csv", 1): 1,
+        ("u1", "a.csv", 2): 2,
+        ("u1", "b.csv", 9): 3,
+        ("u1", "a.csv", 4): 4,
+        ("u2", "a.csv", 3): 1,
+    }
+
+
 def test_a_change_of_source_session_starts_a_session(spark) -> None:
     events = [
         event(1, at(0), session="s1"),

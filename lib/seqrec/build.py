@@ -44,6 +44,8 @@ VOCABS = {
 OUTPUTS = ["sequences", "items", "vocab"]
 ITEM_VECTORS = "item_vectors"  # published beside OUTPUTS when the items have text
 SYNTHETIC = "synthetic"
+_EVENT_ORDER = "_event_order"  # each event's position in its user's (time, file, row) order
+_VOCAB_NAME = "_vocabulary"
 
 
 @dataclass(frozen=True)
@@ -204,6 +206,23 @@ def fill_categories(events: DataFrame, items: DataFrame | None) -> DataFrame:
     )
 
 
+def vocabulary_counts(events: DataFrame) -> DataFrame:
+    """``(vocabulary name, key, count)`` of every non-null key of the :data:`VOCABS` columns,
+    counted in one aggregation: the pre-counted input of :func:`seqrec.vocab.build_vocab`."""
+    keys = F.array(
+        *[
+            F.struct(F.lit(name).alias(_VOCAB_NAME), F.col(column).alias(schemas.VOCAB_KEY))
+            for name, (column, _) in VOCABS.items()
+        ]
+    )
+    return (
+        events.select(F.inline(keys))
+        .filter(F.col(schemas.VOCAB_KEY).isNotNull())
+        .groupBy(_VOCAB_NAME, schemas.VOCAB_KEY)
+        .agg(F.count(F.lit(1)).alias(schemas.VOCAB_COUNT))
+    )
+
+
 def resolve_cutoff(events: DataFrame, config: BuildConfig) -> str:
     if config.cutoff:
         return config.cutoff
@@ -281,13 +300,19 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             )
             stages.done("classify", f"missing item categories from {config.interest_model}")
 
-        tagged = raw.transform(
-            clean.tag_rejections,
-            config.run_date,
-            max_future_days=config.max_future_days,
-            bot_max_events_per_day=config.bot_max_events_per_day,
-            bot_min_median_gap_seconds=config.bot_min_median_gap_seconds,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+        tagged = (
+            raw.transform(
+                clean.tag_rejections,
+                config.run_date,
+                max_future_days=config.max_future_days,
+                bot_max_events_per_day=config.bot_max_events_per_day,
+                bot_min_median_gap_seconds=config.bot_min_median_gap_seconds,
+            )
+            # Only the quarantine needs the original line: the cache, which every later step
+            # scans, holds it for the rejected rows alone.
+            .withColumn(schemas.RAW, F.when(F.col(schemas.REASON).isNotNull(), F.col(schemas.RAW)))
+            .persist(StorageLevel.MEMORY_AND_DISK)
+        )
         # The first action on `tagged`: it parses the input once, fills the cache and raises
         # InputFormatError for a file that is not the source's format at all.
         ingest.check_input(tagged, event_source(config))
@@ -303,8 +328,17 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             max_session_seconds=int(config.max_session_hours * 3600),
             max_session_events=config.max_session_events,
             collapse_repeats=config.collapse_repeats,
-        ).persist(StorageLevel.MEMORY_AND_DISK)
+            order_column=_EVENT_ORDER,
+        )
+        # The vocabularies count the events that reach the sequences. Without collapsing, those
+        # are the kept events (read from the cache), and the sessions are computed once,
+        # straight into the sequences; collapsing drops events, so then the sessions are
+        # cached and counted.
+        counted = events
+        if config.collapse_repeats:
+            sessions = counted = sessions.persist(StorageLevel.MEMORY_AND_DISK)
 
+        key_counts = vocabulary_counts(counted).persist()  # one pass for all three
         vocabularies: dict[str, DataFrame] = {}
         indexed = sessions
         for name, (column, idx_column) in VOCABS.items():
@@ -314,7 +348,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
                 if tables.exists(spark, previous_path)
                 else None
             )
-            keys = sessions.select(F.col(column).alias(schemas.VOCAB_KEY)).dropna()
+            keys = key_counts.filter(F.col(_VOCAB_NAME) == name).drop(_VOCAB_NAME)
             min_count = config.min_item_count if name == "item" else 1
             vocabularies[name] = vocab.build_vocab(
                 keys, previous, config.run_date, min_count=min_count
@@ -322,7 +356,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             indexed = vocab.apply_vocab(indexed, vocabularies[name], column, idx_column)
         stages.done("sessionize", f"cutoff={cutoff}")
 
-        seqs = sequences.build_sequences(indexed, cutoff)
+        seqs = sequences.build_sequences(indexed, cutoff, order_column=_EVENT_ORDER)
         tables.write_parquet(
             seqs, f"{staged}/sequences", files=config.shards or None, max_rows_per_file=200_000
         )

@@ -50,16 +50,24 @@ def parse_cutoff(cutoff: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def build_sequences(indexed_events: DataFrame, cutoff: str | None) -> DataFrame:
+def build_sequences(
+    indexed_events: DataFrame, cutoff: str | None, order_column: str | None = None
+) -> DataFrame:
     """SESSIONIZED events with ``item_idx``, ``category_idx``, ``event_type_idx`` -> SEQUENCES.
 
     ``event_time`` becomes epoch seconds (floored). ``n_before_cutoff`` counts the events with
     ``event_time < cutoff`` (to the microsecond); it equals ``seq_len`` when ``cutoff`` is None.
+    Events are ordered by ``(event_time, source_file, source_row)``, or by ``order_column``
+    when given: a per-user position in that same order (``sessionize(order_column=...)``),
+    which spares carrying the file name of every event into the per-user arrays.
     """
+    order = (
+        [order_column, S.EVENT_TIME]
+        if order_column
+        else [S.EVENT_TIME, S.SOURCE_FILE, S.SOURCE_ROW]
+    )
     event = F.struct(
-        S.EVENT_TIME,
-        S.SOURCE_FILE,
-        S.SOURCE_ROW,
+        *order,
         S.ITEM_IDX,
         S.EVENT_TYPE_IDX,
         S.CATEGORY_IDX,

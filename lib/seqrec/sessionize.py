@@ -65,8 +65,14 @@ def sessionize(
     max_session_seconds: int = DEFAULT_MAX_SESSION_SECONDS,
     max_session_events: int = DEFAULT_MAX_SESSION_EVENTS,
     collapse_repeats: bool = False,
+    order_column: str | None = None,
 ) -> DataFrame:
-    """EVENTS -> SESSIONIZED; see the module docstring for the boundary and tie rules."""
+    """EVENTS -> SESSIONIZED; see the module docstring for the boundary and tie rules.
+
+    With ``order_column``, each event's position in its user's order (1, 2, ... by time, file
+    and row; gaps where repeats were collapsed) is kept under that name, a long to sort by
+    instead of the three columns.
+    """
     by_user = Window.partitionBy(S.USER_ID).orderBy(S.EVENT_TIME, S.SOURCE_FILE, S.SOURCE_ROW)
     up_to_row = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
 
@@ -118,4 +124,5 @@ def sessionize(
             & (F.col(S.EVENT_TYPE) == F.col(_PREV_TYPE))
         )
         df = df.filter(~is_repeat)
-    return df.select(*S.SESSIONIZED.fieldNames())
+    kept = [F.col(_ROW).cast(T.LongType()).alias(order_column)] if order_column else []
+    return df.select(*S.SESSIONIZED.fieldNames(), *kept)
