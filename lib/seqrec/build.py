@@ -9,9 +9,11 @@ written, so a failed run leaves the previous outputs as they were. The quarantin
 table with one partition per run date, replaced on rerun, so reruns are exact.
 
 The input is parsed once: the input-file check (:func:`seqrec.ingest.check_input`) runs on the
-persisted tagged rows, which still carry every row's line, file, row and parse error. A file
-that is wrong as a whole is therefore reported after the tagging shuffle, but still before
-anything is written.
+persisted tagged rows, which carry every row's file, row and parse error, and the original line
+of every rejected row (the quarantine needs no other). A file that is wrong as a whole is
+therefore reported after the tagging shuffle, but still before anything is written. The
+cache is the one persisted frame the later steps scan: the vocabularies count its kept events
+in one aggregation, and the sessions are computed once, straight into the sequences.
 
 When the items have text (title, brand, category or attributes), ``item_vectors`` holds one
 language-model vector per item (:mod:`seqrec.text`); the train job feeds them to the model.
