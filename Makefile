@@ -34,8 +34,8 @@ run: setup
 	$(PY) jobs/build_sequences.py --source synthetic --events 30000 --output $(DEMO) --run-date $(DEMO_DATE)
 	$(PY) jobs/train.py --data $(DEMO) --run-date $(DEMO_DATE) --epochs 8 --num-processes 2 \
 		--checkpoint-dir output/checkpoints
-	$(PY) jobs/score.py --data $(DEMO) --table $(DEMO)/recommendations --run-date $(DEMO_DATE) --k 10
-	$(PY) jobs/show_recommendations.py --data $(DEMO) --table $(DEMO)/recommendations --users 3
+	$(PY) jobs/score.py --data $(DEMO) --table $(DEMO)/recommendations --run-date $(DEMO_DATE) --k 10 \
+		--show 3
 	@echo "Outputs: $(DEMO)/ (sequences, items, vocab, quarantine, report.json, recommendations)"
 
 ## check: lint, format check and type check

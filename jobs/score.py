@@ -23,6 +23,7 @@ from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
 from seqrec import schemas, scoring, serving  # noqa: E402
 from seqrec.io import registry, tables  # noqa: E402
+from seqrec.showcase import show_recommendations  # noqa: E402
 from seqrec.spark import get_spark  # noqa: E402
 
 
@@ -39,6 +40,7 @@ class ScoreConfig:
     profiles: bool = True  # add each user's history interest profile (needs item categories)
     profile_depth: int = 0  # category levels in the profile (0 = the whole path)
     interest_model: str | None = None  # classifier folder: fills the items' missing categories
+    show: int = 0  # after scoring, print this many users beside their recommendations
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> ScoreConfig:
@@ -78,6 +80,13 @@ class ScoreConfig:
             "--interest-model",
             help="interest classifier folder (jobs/train_interests.py): predicts the category "
             "of items that have none, from their text, for the profiles",
+        )
+        parser.add_argument(
+            "--show",
+            type=int,
+            default=cls.show,
+            help="after writing, print this many users' recent history beside their "
+            "recommendations, with titles (what jobs/show_recommendations.py prints)",
         )
         return cls(**vars(parser.parse_args(argv)))
 
@@ -146,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     output = scoring.with_lineage(scores, config.model_name, version, config.run_date, scored_at)
     tables.merge_delta(output, config.table, schemas.USER_ID)
     print(f"[score] model {config.model_name} v{version} -> {config.table}", flush=True)
+    if config.show > 0:
+        show_recommendations(spark, config.data, config.table, users=config.show)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from torch import Tensor, nn
-from transformers import BertConfig, BertModel
 
 from seqrec.models.layers import (
     FeatureFusion,
@@ -54,6 +53,10 @@ class BERT4Rec(SequentialRecommender):
         self.masking = MaskedItemMasking(
             config.max_len, self.mask_id, config.mask_prob, config.last_only_prob
         )
+        # Imported here: transformers takes seconds to import, and every job and Spark worker
+        # that loads this package (but no BERT4Rec) would pay for it.
+        from transformers import BertConfig, BertModel
+
         bert_config = BertConfig(
             vocab_size=1,  # unused: embeddings come from the fusion module
             hidden_size=config.hidden_size,
