@@ -232,3 +232,49 @@ def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup)
     ):
         assert [r[schemas.ITEM_ID] for r in got[user][scoring.RECOMMENDATIONS]] == list(ids)
         assert got[user][scoring.PURCHASE_INTENT] == pytest.approx(intent, abs=1e-5)
+
+
+def test_the_showcase_prints_titles_of_the_history_and_the_recommendations(
+    spark, scored_setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from seqrec.showcase import show_recommendations
+
+    data_dir, model_dir = scored_setup
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("sequences", "vocab"):
+        (data / name).symlink_to(data_dir / name)
+    (data / "items").mkdir()
+    items = pa.table(
+        {
+            schemas.ITEM_ID: [f"item{i}" for i in range(2, N_ITEMS + 1)],
+            schemas.TITLE: [f"Title {i}" for i in range(2, N_ITEMS + 1)],
+        }
+    )
+    pq.write_table(items, data / "items" / "part-0.parquet")
+    table = str(tmp_path / "recs")
+    scores = _score(spark, data_dir, model_dir, "2026-11-28", "2026-11-28 03:00:00")
+    tables.merge_delta(scores, table, schemas.USER_ID)
+
+    show_recommendations(spark, str(data), table, users=2, history=3)
+    printed = capsys.readouterr().out
+    blocks = printed.split("\nuser ")[1:]
+    assert len(blocks) == 2
+    stored = {r[schemas.USER_ID]: r for r in spark.read.format("delta").load(table).collect()}
+    sequences = {
+        r[schemas.USER_ID]: r[schemas.SEQ_ITEMS]
+        for r in tables.read_parquet(spark, str(data / "sequences")).collect()
+    }
+    for block in blocks:
+        user = block.split()[0]
+        lines = block.splitlines()
+        history = lines[lines.index("  recent history:") + 1 : lines.index("  recommended:")]
+        # item idx i is "item{i}" in the tiny vocabulary; the newest 3 events, oldest first
+        assert history == [f"    - Title {i}" for i in sequences[user][-3:]]
+        recommended = lines[lines.index("  recommended:") + 1 :][:5]
+        expected = [
+            f"{r['rank']:>2}. Title {r[schemas.ITEM_ID][len('item') :]}  ({r['score']:.2f})"
+            for r in stored[user][scoring.RECOMMENDATIONS][:5]
+        ]
+        assert [line.strip() for line in recommended] == [e.strip() for e in expected]
+    assert printed.rstrip().endswith(f"recommendations table (Delta): {table}")
