@@ -14,6 +14,7 @@ import torch
 from seqrec import schemas, serving
 from seqrec.io import registry
 from seqrec.models import build_model
+from seqrec.vocab import OOV_KEY
 
 N_ITEMS = 12
 
@@ -29,7 +30,8 @@ def tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 def _vocab(n: int, prefix: str) -> pa.Table:
     return pa.table(
         {
-            schemas.VOCAB_KEY: [f"{prefix}{i}" for i in range(1, n + 1)],
+            # as in every vocabulary, id 1 is <unk>
+            schemas.VOCAB_KEY: [OOV_KEY, *[f"{prefix}{i}" for i in range(2, n + 1)]],
             schemas.VOCAB_IDX: pa.array(range(1, n + 1), pa.int32()),
         }
     )
@@ -64,10 +66,11 @@ def test_register_alias_and_load_give_identical_predictions(tmp_path: Path, trac
     loaded = mlflow.pyfunc.load_model(registry.champion_uri("recs"))
     remote = loaded.predict(_users(), params={"k": 5})
     pd.testing.assert_frame_equal(local, remote)
-    # already-seen items are never recommended, and ids come back as vocabulary keys
-    assert not {"i1", "i2", "i3"} & set(remote["recommendations"][0])
-    # the second user has seen 9 of the 12 items: only 3 are left to recommend
-    assert [len(row) for row in remote["recommendations"]] == [5, 3, 5]
+    # already-seen items and <unk> are never recommended; ids come back as vocabulary keys
+    assert not {OOV_KEY, "i2", "i3"} & set(remote["recommendations"][0])
+    assert all(key.startswith("i") for row in remote["recommendations"] for key in row)
+    # the second user has seen 9 of the 11 real items: only 2 are left to recommend
+    assert [len(row) for row in remote["recommendations"]] == [5, 2, 5]
 
 
 def test_champion_moves_only_when_the_new_version_is_better(tmp_path: Path, tracking: str) -> None:
@@ -93,4 +96,4 @@ def test_loading_checks_the_folder(tmp_path: Path) -> None:
     folder = serving.save_model(_model(0), "sasrec", tmp_path / "m", {"item": _vocab(N_ITEMS, "i")})
     assert serving.load_model(folder).fingerprint == serving.vocab_fingerprint(_vocab(N_ITEMS, "i"))
     assert serving.load_model(folder).fingerprint != serving.vocab_fingerprint(_vocab(N_ITEMS, "j"))
-    np.testing.assert_array_equal(serving.load_model(folder).item_ids[1:3], ["i1", "i2"])
+    np.testing.assert_array_equal(serving.load_model(folder).item_ids[1:3], [OOV_KEY, "i2"])

@@ -16,6 +16,7 @@ from pyspark.sql import functions as F
 from seqrec import schemas, scoring, serving
 from seqrec.io import tables
 from seqrec.models import build_model
+from seqrec.vocab import OOV_KEY
 from tests.helpers import N_ITEMS, tiny_dataset
 
 K = 5
@@ -55,6 +56,8 @@ def test_scores_match_the_model_run_on_the_driver(spark, scored_setup) -> None:
     ]
     rows = {r[schemas.USER_ID]: r for r in out.collect()}  # 40 tiny rows: fine in a test
     assert len(rows) == 40
+    recommended = {r["item_id"] for row in rows.values() for r in row[scoring.RECOMMENDATIONS]}
+    assert OOV_KEY not in recommended and len(recommended) > K
     model = serving.load_model(model_dir)
     users = tables.read_parquet(spark, str(data_dir / "sequences")).toPandas()
     for _, user in users.head(5).iterrows():
@@ -195,13 +198,14 @@ def test_blocked_top_k_matches_one_top_k_over_every_item(n_items: int) -> None:
     generator = torch.Generator().manual_seed(n_items)
     table = torch.randn(n_items + 1, 16, generator=generator)
     hidden = torch.randn(40, 16, generator=generator)
-    # Each row excludes 0 (padding), its own row's best item and items from several blocks.
+    # Each row excludes 0 (padding), its own row's best item and items from several blocks;
+    # 1 (<unk>) is never recommended either.
     exclude = torch.randint(0, n_items + 1, (40, 30), generator=generator)
     exclude[:, 0] = 0
     exclude[:, 1] = (hidden @ table.T)[:, 1:].argmax(1) + 1
     for excluded in (exclude, None):
         scores = hidden @ table.T
-        scores[:, 0] = -torch.inf
+        scores[:, :2] = -torch.inf
         if excluded is not None:
             scores.scatter_(1, excluded, -torch.inf)
         expected_scores, expected_items = torch.topk(scores, 20, dim=1)
@@ -210,7 +214,7 @@ def test_blocked_top_k_matches_one_top_k_over_every_item(n_items: int) -> None:
         torch.testing.assert_close(got_scores, expected_scores)
         if excluded is not None:
             assert not (got_items.unsqueeze(2) == excluded.unsqueeze(1)).any()
-            assert not (got_items == 0).any()
+            assert not (got_items <= 1).any()
 
 
 def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup) -> None:

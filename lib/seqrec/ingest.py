@@ -294,7 +294,9 @@ def _iso_time(text: Column) -> Column:
 
 
 def _epoch_or_iso(text: Column) -> Column:
-    return F.coalesce(_epoch(text), _iso_time(text))
+    # A text with a ':' is never a number, and the decimal cast of a non-number costs a Java
+    # exception: skip it for every ISO date-time.
+    return F.coalesce(F.when(~text.contains(":"), _epoch(text)), _iso_time(text))
 
 
 def _date_plus_ms(date_text: Column, ms_text: Column) -> Column:

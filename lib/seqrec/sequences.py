@@ -29,6 +29,7 @@ from pyspark.sql import types as T
 from seqrec import schemas as S
 
 _EVENTS = "_events"
+_SECONDS = "_seconds"
 _SPLIT = "_split"
 _LENGTH = "length"
 
@@ -61,11 +62,12 @@ def build_sequences(
     when given: a per-user position in that same order (``sessionize(order_column=...)``),
     which spares carrying the file name of every event into the per-user arrays.
     """
-    order = (
-        [order_column, S.EVENT_TIME]
-        if order_column
-        else [S.EVENT_TIME, S.SOURCE_FILE, S.SOURCE_ROW]
-    )
+    if order_column:
+        # The position orders; the time travels as epoch seconds already, so the arrays need
+        # no per-element conversion afterwards.
+        order = [F.col(order_column), F.unix_seconds(S.EVENT_TIME).alias(_SECONDS)]
+    else:
+        order = [F.col(S.EVENT_TIME), F.col(S.SOURCE_FILE), F.col(S.SOURCE_ROW)]
     event = F.struct(
         *order,
         S.ITEM_IDX,
@@ -88,7 +90,11 @@ def build_sequences(
         events.getField(S.ITEM_IDX).alias(S.SEQ_ITEMS),
         events.getField(S.EVENT_TYPE_IDX).alias(S.SEQ_EVENT_TYPES),
         events.getField(S.CATEGORY_IDX).alias(S.SEQ_CATEGORIES),
-        F.transform(events, lambda e: F.unix_seconds(e.getField(S.EVENT_TIME))).alias(S.SEQ_TIMES),
+        (
+            events.getField(_SECONDS)
+            if order_column
+            else F.transform(events, lambda e: F.unix_seconds(e.getField(S.EVENT_TIME)))
+        ).alias(S.SEQ_TIMES),
         events.getField(S.SESSION_IDX).alias(S.SEQ_SESSIONS),
         F.size(events).alias(S.SEQ_LEN),
         S.N_BEFORE_CUTOFF,

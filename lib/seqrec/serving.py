@@ -30,6 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from seqrec import schemas
 from seqrec.models import MODELS, SequentialRecommender
+from seqrec.vocab import OOV_IDX
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -173,6 +174,7 @@ class Recommender:
         )
 
 
+NOT_RECOMMENDED = OOV_IDX + 1  # item ids below this (padding, <unk>) are never recommended
 BLOCKED_TOP_K_MIN_ITEMS = 32_768  # from here on, score the catalogue block by block
 TOP_K_BLOCK = 4096  # items per block: a [256, 4096] fp32 block stays in the core's cache
 TOP_K_GROUP = 32  # items per group whose maximum is compared against a row's k-th best
@@ -183,8 +185,9 @@ def top_k_items(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``k`` best items per row by ``hidden @ table.T``: ``(scores, item indices)``, ``[B, k]``.
 
-    Row 0 of ``table`` (padding) and the items in ``exclude`` (``[B, S]`` indices, 0 = none)
-    are never recommended: they score -inf and sort last. Small catalogues get one matrix
+    Rows 0 (padding) and 1 (``<unk>``, the id of every unknown or rare item) of ``table``
+    and the items in ``exclude`` (``[B, S]`` indices, 0 = none) are never recommended: they
+    score -inf and sort last. Small catalogues get one matrix
     product and one top-k. Large ones are scored in blocks of :data:`TOP_K_BLOCK` items, so the
     ``[B, n_items]`` matrix never exists: each block is compared group by group with every
     row's current k-th best score, and only the groups that could enter a row's top-k are
@@ -192,7 +195,7 @@ def top_k_items(
     """
     if table.size(0) < BLOCKED_TOP_K_MIN_ITEMS:
         scores = hidden @ table.T  # [B, n_items + 1]
-        scores[:, 0] = -torch.inf
+        scores[:, :NOT_RECOMMENDED] = -torch.inf
         if exclude is not None:
             scores.scatter_(1, exclude, -torch.inf)
         return torch.topk(scores, k, dim=1)
@@ -217,7 +220,7 @@ def _blocked_top_k(
         torch.mm(hidden, table[start : start + width].T, out=scores[:, :width])
         scores[:, width:] = -torch.inf
         if start == 0:
-            scores[:, 0] = -torch.inf
+            scores[:, :NOT_RECOMMENDED] = -torch.inf
         if exclude is not None:
             bounds = torch.tensor([start, start + width])
             lo, hi = torch.searchsorted(excluded_items, bounds).tolist()
