@@ -45,3 +45,20 @@ def test_truncated_gzip_fails_the_build_with_a_paragraph(spark, tmp_path: Path) 
         run_build(spark, _config(path, output))
     assert "\n" not in str(err.value) and "at org.apache" not in str(err.value)
     assert not (output / "sequences").exists()
+
+
+def test_a_utf16_file_is_named_as_such_although_the_cache_keeps_only_rejected_lines(
+    spark, tmp_path: Path
+) -> None:
+    # The build caches the original line of rejected rows only; the encoding check reads those
+    # lines, so a UTF-16 file (every line rejected) must still be diagnosed as UTF-16.
+    path = tmp_path / "wide.csv"
+    lines = "".join(f"u{i},i{i},2026-11-01T10:00:00Z,view,s{i},c,1.0,\n" for i in range(30))
+    path.write_text(
+        "user_id,item_id,event_time,event_type,session_id,category,price,text\n" + lines,
+        encoding="utf-16",
+    )
+    output = tmp_path / "out"
+    with pytest.raises(ingest.InputFormatError, match=r"wide\.csv.*NUL bytes.*UTF-16"):
+        run_build(spark, _config(path, output))
+    assert not (output / "sequences").exists()
