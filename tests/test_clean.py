@@ -72,6 +72,12 @@ def test_row_checks_tag_each_bad_row_and_keep_the_boundaries(spark) -> None:
         (raw_row(10, user="x" * 256), None),  # exactly the limit is fine
         (raw_row(11, item=None), clean.REASON_BAD_ITEM),
         (raw_row(12, item="undefined"), clean.REASON_BAD_ITEM),
+        # padded placeholders and blanks longer than any placeholder; a 10-character near miss
+        (raw_row(24, item="\t  UNDEFINED  \n"), clean.REASON_BAD_ITEM),
+        (raw_row(25, item=" " * 40), clean.REASON_BAD_ITEM),
+        (raw_row(26, item="nullnullnu"), None),
+        (raw_row(27, item="n/a "), clean.REASON_BAD_ITEM),
+        (raw_row(28, item="null x"), None),
         (raw_row(13, t=None), clean.REASON_NULL_TIME),
         # run 2026-11-28 + 1 day: the whole of 2026-11-29 is allowed, 2026-11-30 is not
         (raw_row(14, t=datetime(2026, 11, 29, 23, 59, 59, tzinfo=UTC)), None),
@@ -160,6 +166,36 @@ def test_bot_by_events_per_day_quarantines_every_row_of_that_user(spark) -> None
             (13, None),
             (14, clean.REASON_DUPLICATE),
             *((i, None) for i in range(21, 25)),
+        ],
+    )
+    assertDataFrameEqual(reasons_of(spark, rows, bot_max_events_per_day=3), expected)
+
+
+def test_bot_day_counts_start_at_each_day_whatever_its_first_row(spark) -> None:
+    minute = timedelta(minutes=1)
+    day2 = T0 + timedelta(days=1)
+    rows = [
+        # "busy": a quiet day, then 4 counted events on the next day, whose first row failed a
+        # row check (it is not counted, and the day's count starts after it): a bot
+        raw_row(1, user="busy", item="a", t=T0),
+        raw_row(2, user="busy", item="b", t=day2, etype="pv"),
+        *(raw_row(i, user="busy", item=f"i{i}", t=day2 + i * minute) for i in range(3, 7)),
+        # "calm": the same, but one of the next day's four is a copy: 3 counted, kept
+        raw_row(11, user="calm", item="a", t=T0),
+        raw_row(12, user="calm", item="b", t=day2, etype="pv"),
+        *(raw_row(i, user="calm", item=f"i{i}", t=day2 + i * minute) for i in range(13, 16)),
+        raw_row(16, user="calm", item="i15", t=day2 + 15 * minute),
+    ]
+    expected = expected_reasons(
+        spark,
+        [
+            (1, clean.REASON_BOT),
+            (2, clean.REASON_UNKNOWN_TYPE),
+            *((i, clean.REASON_BOT) for i in range(3, 7)),
+            (11, None),
+            (12, clean.REASON_UNKNOWN_TYPE),
+            *((i, None) for i in range(13, 16)),
+            (16, clean.REASON_DUPLICATE),
         ],
     )
     assertDataFrameEqual(reasons_of(spark, rows, bot_max_events_per_day=3), expected)

@@ -323,6 +323,34 @@ def test_canonical_csv_reads_what_sparks_csv_writer_writes(
     )
 
 
+def test_blank_lines_and_repeated_headers_are_dropped_whatever_their_first_character(
+    spark: SparkSession, tmp_path: Path
+) -> None:
+    header = CANONICAL_CSV.splitlines()[0]
+    path = _write(
+        tmp_path,
+        "headers.csv",
+        f"{header}\n"
+        "u1,i1,2024-01-01T10:00:00Z,view,,,,\n"
+        "\t \n"  # whitespace only: blank
+        f"  {header.upper()}  \n"  # the header again, padded and upper-case: dropped
+        f"{header}x\n"  # not the header: a data row (that fails to parse)
+        "U2,i2,2024-01-01T10:00:00Z,view,,,,\n"  # starts like the header, is not it
+        " u3,i3,2024-01-01T10:00:00Z,view,,,,\n"  # starts with a space, is not blank
+        "\u00e9,i4,2024-01-01T10:00:00Z,view,,,,\n",  # non-ASCII first character
+    )
+    events = ingest.read_events(spark, "canonical-csv", path, check=False)
+    rows = events.orderBy("source_row").select("user_id", "raw").collect()
+    assert [row["raw"] for row in rows] == [
+        "u1,i1,2024-01-01T10:00:00Z,view,,,,",
+        f"{header}x",
+        "U2,i2,2024-01-01T10:00:00Z,view,,,,",
+        " u3,i3,2024-01-01T10:00:00Z,view,,,,",
+        "\u00e9,i4,2024-01-01T10:00:00Z,view,,,,",
+    ]
+    assert [row["user_id"] for row in rows] == ["u1", "user_id", "U2", "u3", "\u00e9"]
+
+
 def test_times_are_utc_whatever_the_session_time_zone(spark: SparkSession, tmp_path: Path) -> None:
     header = CANONICAL_CSV.splitlines()[0]
     path = _write(

@@ -107,12 +107,24 @@ def _utc_midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=UTC)
 
 
+_LONGEST_ABSURD_ID = max(len(token) for token in ABSURD_IDS)
+
+
 def _is_bad_id(column: str, max_length: int) -> Column:
     value = F.col(column)
+    length = F.length(value)
+    # Trimming and lower-casing (ICU case mapping) cost more than the rest of the row checks,
+    # so they run only on ids that could be a placeholder: short ones, or ones with whitespace
+    # at an end. Any other id is its own trimmed form, and one longer than every placeholder
+    # cannot lower-case to one (characters that lower-case to ASCII map one to one).
+    edge_whitespace = F.substr(value, F.lit(1), F.lit(1)).isin(list(_WHITESPACE)) | F.substr(
+        value, F.lit(-1), F.lit(1)
+    ).isin(list(_WHITESPACE))
+    could_be_placeholder = (length <= _LONGEST_ABSURD_ID) | edge_whitespace
     trimmed = F.trim(value, F.lit(_WHITESPACE))  # plain trim() strips spaces only
-    is_placeholder = F.lower(trimmed).isin(list(ABSURD_IDS))
-    is_too_long = F.length(value) > max_length
-    return value.isNull() | is_placeholder | is_too_long
+    is_placeholder = F.when(could_be_placeholder, F.lower(trimmed).isin(list(ABSURD_IDS)))
+    is_too_long = length > max_length
+    return value.isNull() | F.coalesce(is_placeholder, F.lit(False)) | is_too_long
 
 
 def _early_reason(run_date: str, max_future_days: int, max_id_length: int) -> Column:

@@ -199,11 +199,22 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
         # A two-way choice on a named condition, not a catch-all.
         .withColumn(_LINE, F.when(has_bom, F.substr(RAW, F.lit(2))).otherwise(F.col(RAW)))
     )
-    is_blank = F.trim(F.col(_LINE), F.lit(_WHITESPACE)) == ""  # no non-whitespace (regex \S)
+    # Trimming and lower-casing every line cost more than the rest of this scan, so each test
+    # first looks at the first character (code point), which settles almost every line.
+    first = F.ascii(F.col(_LINE))  # 0 for an empty line
+    starts_blank = (first == 0) | first.isin([ord(c) for c in _WHITESPACE])
+    # No non-whitespace (regex \S): only a line that starts with whitespace can be blank.
+    is_blank = F.when(starts_blank, F.trim(F.col(_LINE), F.lit(_WHITESPACE)) == "")
     if header is None:
-        return lines.filter(~is_blank)
-    is_header = F.lower(F.trim(_LINE)) == header.lower()
-    return lines.filter(~is_blank & ~is_header)
+        return lines.filter(~F.coalesce(is_blank, F.lit(False)))
+    # A line is the header when, trimmed of spaces and lower-cased, it equals the header: its
+    # first character is a space, the header's first letter in either case, or non-ASCII (one
+    # that might lower-case to it).
+    wanted = header.lower()
+    head = {ord(wanted[0]), ord(wanted[0].upper()), ord(" ")} if wanted else {ord(" ")}
+    could_be_header = first.isin(sorted(head)) | (first > 127) | F.lit(not wanted)
+    is_header = F.when(could_be_header, F.lower(F.trim(_LINE)) == wanted)
+    return lines.filter(~F.coalesce(is_blank, F.lit(False)) & ~F.coalesce(is_header, F.lit(False)))
 
 
 def _with_fields(lines: DataFrame, sep: str) -> DataFrame:
