@@ -4,6 +4,7 @@ file still fails the run with one paragraph that names it, and nothing is writte
 from __future__ import annotations
 
 import gzip
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,48 @@ def test_a_utf16_file_is_named_as_such_although_the_cache_keeps_only_rejected_li
     with pytest.raises(ingest.InputFormatError, match=r"wide\.csv.*NUL bytes.*UTF-16"):
         run_build(spark, _config(path, output))
     assert not (output / "sequences").exists()
+
+
+@pytest.mark.parametrize("collapse", [False, True])
+def test_sequences_and_vocabularies_count_the_same_events(spark, tmp_path, collapse) -> None:
+    # Without collapsing, the vocabularies are counted and applied before the sessions; with
+    # it, after: either way each id's count is the number of its events in the sequences.
+    path = tmp_path / "events.csv"
+    path.write_text(
+        "user_id,item_id,event_time,event_type,session_id,category,price,text\n"
+        "u1,i1,2026-11-01T10:00:00Z,view,,shoes,9.5,\n"
+        "u1,i1,2026-11-01T10:01:00Z,view,,shoes,9.5,\n"  # a repeat: collapsed when asked
+        "u1,i2,2026-11-01T10:02:00Z,search,,,,red shoes\n"
+        "u1,i1,2026-11-01T13:00:00Z,view,,shoes,9.5,\n"  # after a 3-hour gap: a new session
+        "u2,i3,2026-11-01T10:00:00Z,cart,,books,,\n"
+    )
+    output = tmp_path / "out"
+    config = _config(path, output)
+    report = run_build(spark, replace(config, collapse_repeats=collapse))
+
+    item_ids = {
+        row["idx"]: row["key"]
+        for row in spark.read.parquet(str(output / "vocab" / "item")).collect()
+    }
+    types = {
+        row["idx"]: row["key"]
+        for row in spark.read.parquet(str(output / "vocab" / "event_type")).collect()
+    }
+    users = {row["user_id"]: row for row in spark.read.parquet(str(output / "sequences")).collect()}
+    u1 = users["u1"]
+    if collapse:
+        assert [item_ids[i] for i in u1["item_idx"]] == ["i1", "i2", "i1"]
+        assert [types[i] for i in u1["event_type_idx"]] == ["view", "search", "view"]
+        assert u1["session_idx"] == [0, 0, 1]
+    else:
+        assert [item_ids[i] for i in u1["item_idx"]] == ["i1", "i1", "i2", "i1"]
+        assert [types[i] for i in u1["event_type_idx"]] == ["view", "view", "search", "view"]
+        assert u1["session_idx"] == [0, 0, 0, 1]
+    assert [item_ids[i] for i in users["u2"]["item_idx"]] == ["i3"]
+    counts = {
+        row["key"]: row["count"]
+        for row in spark.read.parquet(str(output / "vocab" / "item")).collect()
+    }
+    in_sequences = [item_ids[i] for row in users.values() for i in row["item_idx"]]
+    assert counts == {"<unk>": 0, **{k: in_sequences.count(k) for k in set(in_sequences)}}
+    assert report["counts"]["events_in_sequences"] == len(in_sequences)

@@ -208,6 +208,18 @@ def fill_categories(events: DataFrame, items: DataFrame | None) -> DataFrame:
     )
 
 
+def sessionize_events(events: DataFrame, config: BuildConfig) -> DataFrame:
+    """The build's sessionization of ``events``, with each event's per-user position."""
+    return sessionize.sessionize(
+        events,
+        gap_seconds=int(config.gap_minutes * 60),
+        max_session_seconds=int(config.max_session_hours * 3600),
+        max_session_events=config.max_session_events,
+        collapse_repeats=config.collapse_repeats,
+        order_column=_EVENT_ORDER,
+    )
+
+
 def vocabulary_counts(events: DataFrame) -> DataFrame:
     """``(vocabulary name, key, count)`` of every non-null key of the :data:`VOCABS` columns,
     counted in one aggregation: the pre-counted input of :func:`seqrec.vocab.build_vocab`."""
@@ -324,25 +336,18 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
 
         events = clean.kept_events(tagged).transform(fill_categories, item_meta)
         cutoff = resolve_cutoff(events, config)
-        sessions = events.transform(
-            sessionize.sessionize,
-            gap_seconds=int(config.gap_minutes * 60),
-            max_session_seconds=int(config.max_session_hours * 3600),
-            max_session_events=config.max_session_events,
-            collapse_repeats=config.collapse_repeats,
-            order_column=_EVENT_ORDER,
-        )
         # The vocabularies count the events that reach the sequences. Without collapsing, those
-        # are the kept events (read from the cache), and the sessions are computed once,
-        # straight into the sequences; collapsing drops events, so then the sessions are
-        # cached and counted.
+        # are the kept events (read from the cache): they are counted and indexed first, and
+        # the sessions are computed once, straight into the sequences. Collapsing drops events,
+        # so then the sessions are cached, counted and indexed.
         counted = events
         if config.collapse_repeats:
-            sessions = counted = sessions.persist(StorageLevel.MEMORY_AND_DISK)
-
+            counted = events.transform(sessionize_events, config).persist(
+                StorageLevel.MEMORY_AND_DISK
+            )
         key_counts = vocabulary_counts(counted).persist()  # one pass for all three
         vocabularies: dict[str, DataFrame] = {}
-        indexed = sessions
+        indexed = counted
         for name, (column, idx_column) in VOCABS.items():
             previous_path = f"{output}/vocab/{name}"
             previous = (
@@ -356,6 +361,19 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
                 keys, previous, config.run_date, min_count=min_count
             ).persist()
             indexed = vocab.apply_vocab(indexed, vocabularies[name], column, idx_column)
+        if not config.collapse_repeats:
+            # Past this point the sequences read ids, not strings: the per-user windows of
+            # sessionize carry narrower rows without the strings they do not read.
+            unread = (
+                schemas.ITEM_ID,
+                schemas.EVENT_TYPE,
+                schemas.CATEGORY,
+                schemas.PRICE,
+                schemas.TEXT,
+            )
+            indexed = indexed.withColumns(
+                {name: F.lit(None).cast(schemas.EVENTS[name].dataType) for name in unread}
+            ).transform(sessionize_events, config)
         stages.done("sessionize", f"cutoff={cutoff}")
 
         seqs = sequences.build_sequences(indexed, cutoff, order_column=_EVENT_ORDER)

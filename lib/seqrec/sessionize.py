@@ -71,7 +71,8 @@ def sessionize(
 
     With ``order_column``, each event's position in its user's order (1, 2, ... by time, file
     and row; gaps where repeats were collapsed) is kept under that name, a long to sort by
-    instead of the three columns.
+    instead of the three columns. Columns of ``events`` beyond the EVENTS contract (vocabulary
+    ids, say) are passed through.
     """
     by_user = Window.partitionBy(S.USER_ID).orderBy(S.EVENT_TIME, S.SOURCE_FILE, S.SOURCE_ROW)
     up_to_row = by_user.rowsBetween(Window.unboundedPreceding, Window.currentRow)
@@ -125,4 +126,5 @@ def sessionize(
         )
         df = df.filter(~is_repeat)
     kept = [F.col(_ROW).cast(T.LongType()).alias(order_column)] if order_column else []
-    return df.select(*S.SESSIONIZED.fieldNames(), *kept)
+    extra = [c for c in events.columns if c not in S.EVENTS.fieldNames()]
+    return df.select(*S.SESSIONIZED.fieldNames(), *extra, *kept)
