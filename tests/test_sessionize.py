@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from seqrec import schemas as S
@@ -159,3 +160,22 @@ def test_collapse_repeats_keeps_the_first_of_each_run_within_a_session(spark) ->
     )
     # without collapsing, nothing is dropped
     assertDataFrameEqual(run(spark, events), with_sessions(spark, events, [0, 0, 0, 0, 0, 0, 1]))
+
+
+def test_columns_beyond_the_contract_pass_through_and_own_columns_are_recomputed(spark) -> None:
+    events = [event(1, at(0)), event(2, at(60)), event(3, at(4000))]
+    frame = spark.createDataFrame(events, S.EVENTS)
+    # an id column rides along; a stale session index and order column are replaced
+    frame = frame.withColumns(
+        {"item_code": frame[S.SOURCE_ROW] * 10, S.SESSION_IDX: frame[S.SOURCE_ROW], "pos": F.lit(0)}
+    )
+    result = sessionize(frame, order_column="pos")
+    assert result.columns == [*S.SESSIONIZED.fieldNames(), "item_code", "pos"]
+    assert [
+        tuple(r)
+        for r in result.select(S.SESSION_IDX, "item_code", "pos").orderBy("item_code").collect()
+    ] == [
+        (0, 10, 1),
+        (0, 20, 2),
+        (1, 30, 3),
+    ]

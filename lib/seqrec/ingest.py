@@ -211,7 +211,8 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
     # first character is a space, the header's first letter in either case, or non-ASCII (one
     # that might lower-case to it).
     wanted = header.lower()
-    head = {ord(wanted[0]), ord(wanted[0].upper()), ord(" ")} if wanted else {ord(" ")}
+    initials = (wanted[:1], wanted[:1].upper())  # an upper case can be two letters ("SS")
+    head = {ord(" "), *(ord(c) for c in initials if len(c) == 1)}
     could_be_header = first.isin(sorted(head)) | (first > 127) | F.lit(not wanted)
     is_header = F.when(could_be_header, F.lower(F.trim(_LINE)) == wanted)
     return lines.filter(~F.coalesce(is_blank, F.lit(False)) & ~F.coalesce(is_header, F.lit(False)))

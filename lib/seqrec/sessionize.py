@@ -126,5 +126,6 @@ def sessionize(
         )
         df = df.filter(~is_repeat)
     kept = [F.col(_ROW).cast(T.LongType()).alias(order_column)] if order_column else []
-    extra = [c for c in events.columns if c not in S.EVENTS.fieldNames()]
+    own = {*S.SESSIONIZED.fieldNames(), *([order_column] if order_column else [])}
+    extra = [c for c in events.columns if c not in own]
     return df.select(*S.SESSIONIZED.fieldNames(), *extra, *kept)
