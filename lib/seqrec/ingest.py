@@ -204,9 +204,11 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
     first = F.ascii(F.col(_LINE))  # 0 for an empty line
     starts_blank = (first == 0) | first.isin([ord(c) for c in _WHITESPACE])
     # No non-whitespace (regex \S): only a line that starts with whitespace can be blank.
-    is_blank = F.when(starts_blank, F.trim(F.col(_LINE), F.lit(_WHITESPACE)) == "")
+    is_blank = F.coalesce(
+        F.when(starts_blank, F.trim(F.col(_LINE), F.lit(_WHITESPACE)) == ""), F.lit(False)
+    )
     if header is None:
-        return lines.filter(~F.coalesce(is_blank, F.lit(False)))
+        return lines.filter(~is_blank)
     # A line is the header when, trimmed of spaces and lower-cased, it equals the header: its
     # first character is a space, the header's first letter in either case, or non-ASCII (one
     # that might lower-case to it).
@@ -214,8 +216,8 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
     initials = (wanted[:1], wanted[:1].upper())  # an upper case can be two letters ("SS")
     head = {ord(" "), *(ord(c) for c in initials if len(c) == 1)}
     could_be_header = first.isin(sorted(head)) | (first > 127) | F.lit(not wanted)
-    is_header = F.when(could_be_header, F.lower(F.trim(_LINE)) == wanted)
-    return lines.filter(~F.coalesce(is_blank, F.lit(False)) & ~F.coalesce(is_header, F.lit(False)))
+    is_header = F.coalesce(F.when(could_be_header, F.lower(F.trim(_LINE)) == wanted), F.lit(False))
+    return lines.filter(~is_blank & ~is_header)
 
 
 def _with_fields(lines: DataFrame, sep: str) -> DataFrame:
