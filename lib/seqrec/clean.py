@@ -89,7 +89,6 @@ DUPLICATE_KEY: tuple[str, ...] = (
 )
 
 _MICROS_PER_SECOND = 1_000_000
-_WHITESPACE = " \t\n\r\f\v"
 _SECONDS_PER_DAY = 86_400
 
 # Working columns, dropped by the final select.
@@ -117,11 +116,11 @@ def _is_bad_id(column: str, max_length: int) -> Column:
     # so they run only on ids that could be a placeholder: short ones, or ones with whitespace
     # at an end. Any other id is its own trimmed form, and one longer than every placeholder
     # cannot lower-case to one (characters that lower-case to ASCII map one to one).
-    edge_whitespace = F.substr(value, F.lit(1), F.lit(1)).isin(list(_WHITESPACE)) | F.substr(
+    edge_whitespace = F.substr(value, F.lit(1), F.lit(1)).isin(list(S.WHITESPACE)) | F.substr(
         value, F.lit(-1), F.lit(1)
-    ).isin(list(_WHITESPACE))
+    ).isin(list(S.WHITESPACE))
     could_be_placeholder = (length <= _LONGEST_ABSURD_ID) | edge_whitespace
-    trimmed = F.trim(value, F.lit(_WHITESPACE))  # plain trim() strips spaces only
+    trimmed = F.trim(value, F.lit(S.WHITESPACE))  # plain trim() strips spaces only
     is_placeholder = F.when(could_be_placeholder, F.lower(trimmed).isin(list(ABSURD_IDS)))
     is_too_long = length > max_length
     return value.isNull() | F.coalesce(is_placeholder, F.lit(False)) | is_too_long

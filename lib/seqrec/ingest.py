@@ -60,6 +60,7 @@ from seqrec.schemas import (
     TITLE,
     USER_ID,
     VIEW,
+    WHITESPACE,
 )
 
 
@@ -135,7 +136,6 @@ _TIME_TEXT = "_time_text"
 _PRICE_TEXT = "_price_text"
 _EVENT_TIME = "_event_time"
 _PRICE = "_price"
-_WHITESPACE = " \t\n\r\f\v"  # what a regex's \s matches
 _LINEAGE = (SOURCE_FILE, SOURCE_ROW, RAW, PARSE_ERROR)
 
 
@@ -202,10 +202,10 @@ def _read_lines(spark: SparkSession, path: str, header: str | None = None) -> Da
     # Trimming and lower-casing every line cost more than the rest of this scan, so each test
     # first looks at the first character (code point), which settles almost every line.
     first = F.ascii(F.col(_LINE))  # 0 for an empty line
-    starts_blank = (first == 0) | first.isin([ord(c) for c in _WHITESPACE])
+    starts_blank = (first == 0) | first.isin([ord(c) for c in WHITESPACE])
     # No non-whitespace (regex \S): only a line that starts with whitespace can be blank.
     is_blank = F.coalesce(
-        F.when(starts_blank, F.trim(F.col(_LINE), F.lit(_WHITESPACE)) == ""), F.lit(False)
+        F.when(starts_blank, F.trim(F.col(_LINE), F.lit(WHITESPACE)) == ""), F.lit(False)
     )
     if header is None:
         return lines.filter(~is_blank)

@@ -19,6 +19,9 @@ RATING = "rating"
 SEARCH = "search"
 EVENT_TYPES: tuple[str, ...] = (VIEW, CLICK, CART, FAV, PURCHASE, RATING, SEARCH)
 
+# What counts as whitespace in blank lines and blank ids: what a regex's \s matches.
+WHITESPACE = " \t\n\r\f\v"
+
 # --- column names ------------------------------------------------------------------------------
 USER_ID = "user_id"
 ITEM_ID = "item_id"
