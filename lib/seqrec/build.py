@@ -13,7 +13,10 @@ persisted tagged rows, which carry every row's file, row and parse error, and th
 of every rejected row (the quarantine needs no other). A file that is wrong as a whole is
 therefore reported after the tagging shuffle, but still before anything is written. The
 cache is the one persisted frame the later steps scan: the vocabularies count its kept events
-in one aggregation, and the sessions are computed once, straight into the sequences.
+in one aggregation, and the sessions are computed once, straight into the sequences. Without
+``--collapse-repeats`` that is one Arrow pass over each partition of the cache
+(:mod:`seqrec.arrow_sequences`), with no per-user window; collapsing drops events that the
+vocabularies must not count, so then :mod:`seqrec.sessionize` runs first and is cached.
 
 When the items have text (title, brand, category or attributes), ``item_vectors`` holds one
 language-model vector per item (:mod:`seqrec.text`); the train job feeds them to the model.
@@ -34,7 +37,7 @@ from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from seqrec import clean, ingest, schemas, sequences, sessionize, text, vocab
+from seqrec import arrow_sequences, clean, ingest, schemas, sequences, sessionize, text, vocab
 from seqrec.io import tables
 
 VOCABS = {
@@ -361,22 +364,20 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
                 keys, previous, config.run_date, min_count=min_count
             ).persist()
             indexed = vocab.apply_vocab(indexed, vocabularies[name], column, idx_column)
-        if not config.collapse_repeats:
-            # Past this point the sequences read ids, not strings: the per-user windows of
-            # sessionize carry narrower rows without the strings they do not read.
-            unread = (
-                schemas.ITEM_ID,
-                schemas.EVENT_TYPE,
-                schemas.CATEGORY,
-                schemas.PRICE,
-                schemas.TEXT,
+        if config.collapse_repeats:
+            seqs = sequences.build_sequences(indexed, cutoff, order_column=_EVENT_ORDER)
+        else:
+            # Sessions and arrays in one pass per partition (no per-user windows): the cache
+            # is partitioned by user, and the broadcast joins since have kept it that way.
+            seqs = arrow_sequences.sequences_from_events(
+                indexed,
+                cutoff,
+                gap_seconds=int(config.gap_minutes * 60),
+                max_session_seconds=int(config.max_session_hours * 3600),
+                max_session_events=config.max_session_events,
+                partitioned_by_user=True,
             )
-            indexed = indexed.withColumns(
-                {name: F.lit(None).cast(schemas.EVENTS[name].dataType) for name in unread}
-            ).transform(sessionize_events, config)
         stages.done("sessionize", f"cutoff={cutoff}")
-
-        seqs = sequences.build_sequences(indexed, cutoff, order_column=_EVENT_ORDER)
         tables.write_parquet(
             seqs, f"{staged}/sequences", files=config.shards or None, max_rows_per_file=200_000
         )
@@ -408,8 +409,14 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             F.sum(schemas.SEQ_LEN).alias("events"),
             F.sum(schemas.N_BEFORE_CUTOFF).alias("events_before_cutoff"),
             F.sum(F.size(F.array_distinct(schemas.SEQ_SESSIONS))).alias("sessions"),
+            F.count_distinct(schemas.USER_ID).alias("distinct_users"),
         ).first()
         assert counts_row is not None
+        if counts_row["distinct_users"] != counts_row["users"]:
+            raise RuntimeError(
+                f"{counts_row['users'] - counts_row['distinct_users']} users have more than one "
+                "sequence row: their events were not in one partition. Nothing was published."
+            )
         counts = {
             "rows_in": accounting["rows_in"],
             "events_kept": accounting["rows_kept"],

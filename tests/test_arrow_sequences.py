@@ -1,0 +1,160 @@
+"""The one-pass Arrow sequences agree with sessionize + build_sequences on every edge case."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+from pyspark.testing import assertDataFrameEqual
+
+from seqrec import schemas as S
+from seqrec.arrow_sequences import sequences_from_events
+from seqrec.sequences import build_sequences
+from seqrec.sessionize import sessionize
+
+T0 = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def event(
+    row: int,
+    t: datetime,
+    item: str = "i",
+    user: str = "u1",
+    session: str | None = None,
+    etype: str = S.VIEW,
+    file: str = "a.csv",
+    category: str | None = "c",
+) -> tuple:
+    return (user, item, t, etype, session, category, None, None, file, row)
+
+
+def indexed(spark, events: list[tuple]) -> DataFrame:
+    """EVENTS with made-up vocabulary ids (any function of the strings serves here)."""
+    frame = spark.createDataFrame(events, S.EVENTS)
+    return frame.withColumns(
+        {
+            S.ITEM_IDX: F.ascii(S.ITEM_ID) + F.length(S.ITEM_ID),
+            S.EVENT_TYPE_IDX: F.length(S.EVENT_TYPE),
+            S.CATEGORY_IDX: F.coalesce(F.ascii(S.CATEGORY), F.lit(1)),
+        }
+    )
+
+
+@contextmanager
+def arrow_batches_of(spark, rows: int) -> Iterator[None]:
+    """Arrow batches of ``rows`` rows, so that users span batches."""
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(rows))
+    try:
+        yield
+    finally:
+        spark.conf.set(key, before)
+
+
+def both(spark, events: list[tuple], cutoff: str | None = None, **caps) -> tuple:
+    """(window-function sequences, Arrow sequences) of ``events``."""
+    settings = {"gap_seconds": 1800, "max_session_seconds": 86_400, "max_session_events": 500}
+    settings.update(caps)
+    frame = indexed(spark, events)
+    expected = build_sequences(sessionize(frame, **settings), cutoff)
+    got = sequences_from_events(frame, cutoff, **settings)
+    return expected, got
+
+
+def assert_agree(spark, events: list[tuple], cutoff: str | None = None, **caps) -> DataFrame:
+    expected, got = both(spark, events, cutoff, **caps)
+    assert got.schema == S.SEQUENCES
+    assertDataFrameEqual(got, expected)
+    return got
+
+
+def sessions_of(frame: DataFrame, user: str = "u1") -> list[int]:
+    return frame.filter(F.col(S.USER_ID) == user).first()[S.SEQ_SESSIONS]
+
+
+def test_the_gap_boundary_and_out_of_order_rows(spark) -> None:
+    events = [
+        event(4, at(1800 + 1801 + 1800.000001)),  # one microsecond over: new session
+        event(1, at(0)),
+        event(3, at(1800 + 1801)),  # gap 1801 s: new session
+        event(2, at(1800)),  # gap == 1800 s: same session
+        event(5, at(100), user="u2"),
+        event(6, at(0), user="u2"),
+    ]
+    got = assert_agree(spark, events)
+    assert sessions_of(got) == [0, 0, 1, 2]
+    assert sessions_of(got, "u2") == [0, 0]
+
+
+def test_ties_on_time_keep_source_order_never_item_order(spark) -> None:
+    events = [
+        event(9, at(0), item="a", file="b.csv"),
+        event(2, at(0), item="b", file="a.csv"),
+        event(1, at(0), item="z", file="a.csv"),
+    ]
+    got = assert_agree(spark, events, max_session_events=2)
+    row = got.first()
+    assert [chr(i - 1) for i in row[S.SEQ_ITEMS]] == ["z", "b", "a"]
+    assert row[S.SEQ_SESSIONS] == [0, 0, 1]
+
+
+def test_source_session_changes_including_to_and_from_null(spark) -> None:
+    sessions = ["s1", "s1", "s2", None, None, "s2"]
+    events = [event(i, at(10 * i), session=s) for i, s in enumerate(sessions)]
+    assert sessions_of(assert_agree(spark, events)) == [0, 0, 1, 2, 2, 3]
+
+
+def test_the_duration_and_length_caps(spark) -> None:
+    every_20_minutes = [event(i, at(1200 * i)) for i in range(7)]
+    got = assert_agree(spark, every_20_minutes, max_session_seconds=3600)
+    assert sessions_of(got) == [0, 0, 0, 1, 1, 1, 2]
+    burst = [*(event(i, at(i)) for i in range(5)), event(5, at(10_000)), event(6, at(10_001))]
+    got = assert_agree(spark, burst, max_session_events=2)
+    assert sessions_of(got) == [0, 0, 1, 1, 2, 3, 3]
+    long_user = [event(i, at(600 * i)) for i in range(600)]
+    assert_agree(spark, long_user)  # both default caps at once
+    assert_agree(spark, long_user, max_session_seconds=0, max_session_events=0)
+
+
+def test_n_before_cutoff_and_times_in_epoch_seconds(spark) -> None:
+    events = [event(1, at(0.9)), event(2, at(59.999999)), event(3, at(60)), event(4, at(61))]
+    cutoff = at(60).strftime("%Y-%m-%d %H:%M:%S")
+    got = assert_agree(spark, events, cutoff)
+    row = got.first()
+    assert row[S.N_BEFORE_CUTOFF] == 2  # strictly before, to the microsecond
+    start = int(T0.timestamp())
+    assert row[S.SEQ_TIMES] == [start, start + 59, start + 60, start + 61]  # floored
+    assert assert_agree(spark, events).first()[S.N_BEFORE_CUTOFF] == 4  # no cut-off
+
+
+@pytest.mark.parametrize("batch_rows", [1, 2, 3, 7])
+def test_users_that_span_arrow_batches(spark, batch_rows) -> None:
+    events = [
+        event(10 * u + i, at(500 * i + u), user=f"u{u}", item="abcdefgh"[(u + i) % 8])
+        for u in range(6)
+        for i in range(u + 1)  # users of 1 to 6 events
+    ]
+    events.append(event(99, at(100_000), user="u5", session="s"))
+    with arrow_batches_of(spark, batch_rows):
+        got = assert_agree(spark, events, max_session_events=3)
+    assert got.count() == 6
+
+
+def test_input_not_partitioned_by_user_is_repartitioned_unless_told_otherwise(spark) -> None:
+    events = [event(i, at(i), user=f"u{i % 3}") for i in range(30)]
+    frame = indexed(spark, events).repartition(5)  # round robin: users spread over partitions
+    settings = {"gap_seconds": 1800, "max_session_seconds": 86_400, "max_session_events": 500}
+    got = sequences_from_events(frame, None, **settings)
+    assert sorted(r[S.SEQ_LEN] for r in got.collect()) == [10, 10, 10]
+    by_user = indexed(spark, events).repartition(S.USER_ID)
+    trusted = sequences_from_events(by_user, None, partitioned_by_user=True, **settings)
+    assertDataFrameEqual(trusted, got)
