@@ -158,3 +158,31 @@ def test_input_not_partitioned_by_user_is_repartitioned_unless_told_otherwise(sp
     by_user = indexed(spark, events).repartition(S.USER_ID)
     trusted = sequences_from_events(by_user, None, partitioned_by_user=True, **settings)
     assertDataFrameEqual(trusted, got)
+
+
+def test_the_partition_function_carries_users_across_batches_and_skips_empty_ones() -> None:
+    import pyarrow as pa
+
+    from seqrec.arrow_sequences import _MICROS, _per_partition
+
+    users = ["a", "b", "b", "b", "b", "b", "c"]
+    table = pa.table(
+        {
+            S.USER_ID: users,
+            _MICROS: pa.array([10**6 * i for i in range(len(users))], pa.int64()),
+            S.SOURCE_SESSION_ID: pa.array([None] * len(users), pa.string()),
+            S.ITEM_IDX: pa.array(range(2, 2 + len(users)), pa.int32()),
+            S.EVENT_TYPE_IDX: pa.array([2] * len(users), pa.int32()),
+            S.CATEGORY_IDX: pa.array([3] * len(users), pa.int32()),
+        }
+    )
+    # "b" spans four batches, one of them empty; "a" ends a batch, "c" is alone in the last.
+    cuts = [(0, 2), (2, 0), (2, 1), (3, 2), (5, 1), (6, 1)]
+    (whole,) = table.to_batches()
+    batches = [whole.slice(start, length) for start, length in cuts]
+    run = _per_partition(None, 1800, 86_400, 3)
+    rows = pa.Table.from_batches(list(run(iter(batches)))).to_pylist()
+    assert [r[S.USER_ID] for r in rows] == ["a", "b", "c"]
+    assert [r[S.SEQ_ITEMS] for r in rows] == [[2], [3, 4, 5, 6, 7], [8]]
+    assert rows[1][S.SEQ_SESSIONS] == [0, 0, 0, 1, 1]  # the length cap of 3
+    assert [r[S.SEQ_LEN] for r in rows] == [r[S.N_BEFORE_CUTOFF] for r in rows] == [1, 5, 1]

@@ -6,8 +6,8 @@ run Spark window functions and a per-user ``collect_list``. Each partition is so
 ``(user_id, event_time, source_file, source_row)``, the order both of those use, and streamed
 to Python as Arrow batches (``mapInArrow``). There, the session rules are array operations over
 the whole batch (one NumPy call per rule, not one per user), and each user's arrays are cut from
-the sorted columns by offsets. A user's rows may span two batches: the rows of the last user of
-a batch wait for the next one.
+the sorted columns by offsets. A user's rows may span batches: the rows of the last user of a
+batch wait for the next one.
 
 The session rules are those of :mod:`seqrec.sessionize`, word for word; the tests run the edge
 cases of that module through both and compare.
@@ -146,30 +146,36 @@ def _per_partition(
 ) -> Callable[[Iterator[pa.RecordBatch]], Iterator[pa.RecordBatch]]:
     """The ``mapInArrow`` body: a partition's sorted events -> its users' SEQUENCES rows."""
 
+    def complete(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
+        return _sequences(
+            pa.Table.from_batches(parts),
+            cutoff_micros,
+            gap_seconds,
+            max_session_seconds,
+            max_session_events,
+        )
+
     def run(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        pending: pa.Table | None = None
+        # The rows of the last user seen so far, which the next batch may go on with. Each
+        # batch is looked at once, so a user spanning many batches costs no repeated copies.
+        pending: list[pa.RecordBatch] = []
         for batch in batches:
             if batch.num_rows == 0:
                 continue
-            table = pa.Table.from_batches([batch])
-            if pending is not None:
-                table = pa.concat_tables([pending, table])
-            users = table.column(S.USER_ID).combine_chunks()
-            last_start = int(np.flatnonzero(_starts(users))[-1])
-            # The last user may go on in the next batch: its rows wait.
-            pending = table.slice(last_start)
-            if last_start > 0:
-                yield _sequences(
-                    table.slice(0, last_start),
-                    cutoff_micros,
-                    gap_seconds,
-                    max_session_seconds,
-                    max_session_events,
-                )
-        if pending is not None and pending.num_rows > 0:
-            yield _sequences(
-                pending, cutoff_micros, gap_seconds, max_session_seconds, max_session_events
-            )
+            users = batch.column(S.USER_ID)
+            starts = _starts(users)
+            if pending:
+                starts[0] = users[0].as_py() != pending[-1].column(S.USER_ID)[-1].as_py()
+            new_users = np.flatnonzero(starts)
+            if len(new_users) == 0:
+                pending.append(batch)
+                continue
+            last_start = int(new_users[-1])
+            if pending or last_start > 0:
+                yield complete([*pending, batch.slice(0, last_start)])
+            pending = [batch.slice(last_start)]
+        if pending:
+            yield complete(pending)
 
     return run
 
