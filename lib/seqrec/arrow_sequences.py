@@ -9,8 +9,8 @@ the whole batch (one NumPy call per rule, not one per user), and each user's arr
 the sorted columns by offsets. A user's rows may span batches: the rows of the last user of a
 batch wait for the next one.
 
-The session rules are those of :mod:`seqrec.sessionize`, word for word; the tests run the edge
-cases of that module through both and compare.
+The session rules are those of :mod:`seqrec.sessionize` (gap, source session, duration and
+length caps); the tests run that module's edge cases through both and compare.
 
 Every user's events must be in one partition. The input is repartitioned by ``user_id``
 unless the caller says it already is, as ``clean.tag_rejections`` leaves it (the broadcast

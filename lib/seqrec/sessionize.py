@@ -24,7 +24,8 @@ are applied before collapsing, so a collapsed session can hold fewer than the ca
 Performance: one window spec (partition by user, order by time, file, row) serves every step;
 Spark shuffles (by user) and sorts once, and the three window passes reuse that order. When the
 input already comes hash-partitioned by ``user_id`` (from ``clean.tag_rejections``), there is no
-shuffle at all.
+shuffle at all. The build, when it does not collapse repeats, goes straight to sequences with
+:mod:`seqrec.arrow_sequences` instead, which applies these rules without windows.
 """
 
 from __future__ import annotations

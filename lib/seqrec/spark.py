@@ -84,6 +84,10 @@ _LOCAL_DEFAULTS = {
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.memory": "4g",
     "spark.sql.shuffle.partitions": "8",
+    # Cached frames stay uncompressed: encoding every column batch (and decoding it on every
+    # scan) cost more CPU than the memory it saves on one machine. At 10 M events the build's
+    # cache is 446 MB instead of 364 MB, and its tagging stage used 97-99 CPU s against 113-134.
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
 
 
