@@ -1,7 +1,9 @@
-"""Small datasets shared by the tests of the training and scoring jobs."""
+"""Small datasets shared by the tests of the training and scoring jobs, and the event rows of
+the sessionization tests."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
@@ -10,6 +12,27 @@ import pyarrow.parquet as pq
 from seqrec import schemas
 
 N_ITEMS = 30
+
+T0 = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC)
+
+
+def at(seconds: float) -> datetime:
+    """``seconds`` after T0."""
+    return T0 + timedelta(seconds=seconds)
+
+
+def event(
+    row: int,
+    t: datetime,
+    item: str = "i",
+    user: str = "u1",
+    session: str | None = None,
+    etype: str = schemas.VIEW,
+    file: str = "a.csv",
+    category: str | None = None,
+) -> tuple:
+    """One EVENTS row (no price or text)."""
+    return (user, item, t, etype, session, category, None, None, file, row)
 
 
 KEYS = {"event_type": ["view", "purchase"]}  # event-type ids 2 and 3

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from pyspark.sql import DataFrame
@@ -15,25 +14,7 @@ from seqrec import schemas as S
 from seqrec.arrow_sequences import sequences_from_events
 from seqrec.sequences import build_sequences
 from seqrec.sessionize import sessionize
-
-T0 = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def event(
-    row: int,
-    t: datetime,
-    item: str = "i",
-    user: str = "u1",
-    session: str | None = None,
-    etype: str = S.VIEW,
-    file: str = "a.csv",
-    category: str | None = "c",
-) -> tuple:
-    return (user, item, t, etype, session, category, None, None, file, row)
+from tests.helpers import T0, at, event
 
 
 def indexed(spark, events: list[tuple]) -> DataFrame:
@@ -43,7 +24,8 @@ def indexed(spark, events: list[tuple]) -> DataFrame:
         {
             S.ITEM_IDX: F.ascii(S.ITEM_ID) + F.length(S.ITEM_ID),
             S.EVENT_TYPE_IDX: F.length(S.EVENT_TYPE),
-            S.CATEGORY_IDX: F.coalesce(F.ascii(S.CATEGORY), F.lit(1)),
+            # Without a category (as the rows here are), one that still varies with the item.
+            S.CATEGORY_IDX: F.coalesce(F.ascii(S.CATEGORY), F.ascii(S.ITEM_ID) + 100),
         }
     )
 

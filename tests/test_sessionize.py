@@ -2,31 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-
 from pyspark.sql import functions as F
 from pyspark.testing import assertDataFrameEqual
 
 from seqrec import schemas as S
 from seqrec.sessionize import sessionize
-
-T0 = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-def event(
-    row: int,
-    t: datetime,
-    item: str = "i",
-    user: str = "u1",
-    session: str | None = None,
-    etype: str = S.VIEW,
-    file: str = "a.csv",
-) -> tuple:
-    return (user, item, t, etype, session, None, None, None, file, row)
+from tests.helpers import at, event
 
 
 def with_sessions(spark, events: list[tuple], session_idx: list[int]):
