@@ -193,8 +193,21 @@ def test_windows_keep_the_newest_events_left_padded() -> None:
     assert scoring._flat_gaps(offsets, times).tolist() == [0, 60, 0, 0, 30, 0, 60]
 
 
-@pytest.mark.parametrize("n_items", [serving.BLOCKED_TOP_K_MIN_ITEMS + 5, 100_000])
-def test_blocked_top_k_matches_one_top_k_over_every_item(n_items: int) -> None:
+@pytest.mark.parametrize(
+    ("n_items", "max_cells"),
+    [
+        (25, None),  # one short block; most items excluded, so rows end in -inf
+        (1000, None),
+        (1000, 7 * 1024),  # seven rows at a time
+        (serving.TOP_K_BLOCK * 3 + 5, None),  # a last block of five items and padding
+        (100_000, None),
+    ],
+)
+def test_grouped_top_k_matches_one_top_k_over_every_item(
+    n_items: int, max_cells: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if max_cells is not None:
+        monkeypatch.setattr(serving, "MAX_SCORE_CELLS", max_cells)
     generator = torch.Generator().manual_seed(n_items)
     table = torch.randn(n_items + 1, 16, generator=generator)
     hidden = torch.randn(40, 16, generator=generator)
@@ -210,11 +223,18 @@ def test_blocked_top_k_matches_one_top_k_over_every_item(n_items: int) -> None:
             scores.scatter_(1, excluded, -torch.inf)
         expected_scores, expected_items = torch.topk(scores, 20, dim=1)
         got_scores, got_items = serving.top_k_items(hidden, table, 20, excluded)
-        assert torch.equal(got_items, expected_items)
         torch.testing.assert_close(got_scores, expected_scores)
+        # Which of the items that cannot be recommended fill a row's tail is not specified.
+        finite = torch.isfinite(expected_scores)
+        assert torch.equal(torch.isfinite(got_scores), finite)
+        assert torch.equal(got_items[finite], expected_items[finite])
+        assert bool(((got_items >= 0) & (got_items <= n_items)).all())
         if excluded is not None:
-            assert not (got_items.unsqueeze(2) == excluded.unsqueeze(1)).any()
-            assert not (got_items <= 1).any()
+            seen = (got_items.unsqueeze(2) == excluded.unsqueeze(1)).any(2)
+            assert not (seen & finite).any()
+            assert not ((got_items <= 1) & finite).any()
+            if n_items == 25:
+                assert not bool(finite.all())  # the -inf tail was exercised
 
 
 def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup) -> None:

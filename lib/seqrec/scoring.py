@@ -71,10 +71,6 @@ RECOMMENDATIONS_TABLE = T.StructType(
 )
 
 
-MAX_SCORE_CELLS = 1 << 24  # rows x items of one score matrix: 64 MiB of fp32
-MIN_ROWS = 128  # rows per forward pass however large the catalogue (per-call overheads)
-
-
 class ScoringInputError(ValueError):
     """The model and the input do not fit together; raised before anything is written."""
 
@@ -130,18 +126,13 @@ def score_batches(
     batch_size: int,
 ) -> Iterator[pa.RecordBatch]:
     """SEQUENCES batches -> SCORES batches: what each Spark task runs, usable without Spark."""
-    rows = batch_size
-    if scorer.known + 1 < serving.BLOCKED_TOP_K_MIN_ITEMS:
-        # One [rows, n_items] score matrix per chunk (larger catalogues are scored in blocks):
-        # past a few tens of MB the matmul and the top-k stream through memory, not cache.
-        rows = min(batch_size, max(MIN_ROWS, MAX_SCORE_CELLS // (scorer.known + 1)))
     for batch in batches:
         # Users of similar length share a forward pass, which is only as wide as its longest
         # window, so little of it is spent on padding. The output order is free.
         lengths = np.diff(batch.column(schemas.SEQ_ITEMS).offsets.to_numpy())
         by_length = batch.take(pa.array(np.argsort(lengths, kind="stable")))
-        for start in range(0, len(batch), rows):
-            yield scorer.score(by_length.slice(start, rows), k, exclude_seen, n_interests)
+        for start in range(0, len(batch), batch_size):
+            yield scorer.score(by_length.slice(start, batch_size), k, exclude_seen, n_interests)
 
 
 class BatchScorer:
@@ -335,8 +326,8 @@ def score_users(
 ) -> DataFrame:
     """SEQUENCES -> SCORES, one row per user. ``model_file`` is the name given to ``addFile``.
 
-    ``batch_size`` users share a forward pass (fewer for large catalogues, see
-    :data:`MAX_SCORE_CELLS`). Measured on 2 cores, SASRec hidden 64 over 50 events: 64 to 512
+    ``batch_size`` users share a forward pass (their item scores go in turns for very large
+    catalogues, see :data:`seqrec.serving.MAX_SCORE_CELLS`). Measured on 2 cores, SASRec hidden 64 over 50 events: 64 to 512
     users per pass cost about the same per user, 1024 about 1.7x as much (the [B, T, 4H]
     activations no longer stay in cache).
     """

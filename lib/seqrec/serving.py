@@ -18,6 +18,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +177,13 @@ class Recommender:
 
 
 NOT_RECOMMENDED = OOV_IDX + 1  # item ids below this (padding, <unk>) are never recommended
-BLOCKED_TOP_K_MIN_ITEMS = 32_768  # from here on, score the catalogue block by block
-TOP_K_BLOCK = 4096  # items per block: a [256, 4096] fp32 block stays in the core's cache
-TOP_K_GROUP = 32  # items per group whose maximum is compared against a row's k-th best
+TOP_K_BLOCK = (
+    1024  # items per matmul block: its [rows, 1024] scores are still in cache for the maxima
+)
+TOP_K_GROUP = (
+    32  # items per group; a row's k best items lie in its k groups with the highest maxima
+)
+MAX_SCORE_CELLS = 1 << 25  # rows x items held at once (128 MiB of fp32); more rows go in turns
 
 
 def top_k_items(
@@ -187,67 +193,84 @@ def top_k_items(
 
     Rows 0 (padding) and 1 (``<unk>``, the id of every unknown or rare item) of ``table``
     and the items in ``exclude`` (``[B, S]`` indices, 0 = none) are never recommended: they
-    score -inf and sort last. Small catalogues get one matrix
-    product and one top-k. Large ones are scored in blocks of :data:`TOP_K_BLOCK` items, so the
-    ``[B, n_items]`` matrix never exists: each block is compared group by group with every
-    row's current k-th best score, and only the groups that could enter a row's top-k are
-    merged into it. Both paths give the same items.
+    score -inf and sort last.
+
+    Exact, and cheaper than one top-k over every item: the scores are computed in blocks of
+    :data:`TOP_K_BLOCK` items, and while a block is in cache each group of
+    :data:`TOP_K_GROUP` items gets its maximum. A row's ``k`` best items all lie in its ``k``
+    groups with the highest maxima (each of those groups holds an item at least as good as
+    anything outside them), so the final top-k runs over ``k * TOP_K_GROUP`` scores per row,
+    read back from the kept blocks. At most :data:`MAX_SCORE_CELLS` scores are kept at once;
+    larger batches go in turns.
     """
-    if table.size(0) < BLOCKED_TOP_K_MIN_ITEMS:
-        scores = hidden @ table.T  # [B, n_items + 1]
-        scores[:, :NOT_RECOMMENDED] = -torch.inf
-        if exclude is not None:
-            scores.scatter_(1, exclude, -torch.inf)
-        return torch.topk(scores, k, dim=1)
-    return _blocked_top_k(hidden, table, k, exclude)
+    n_items = table.size(0)
+    width = -(-n_items // TOP_K_GROUP) * TOP_K_GROUP
+    step = max(1, MAX_SCORE_CELLS // width)
+    if hidden.size(0) <= step:
+        return _top_k_rows(hidden, table, k, exclude)
+    parts = [
+        _top_k_rows(
+            hidden[start : start + step],
+            table,
+            k,
+            None if exclude is None else exclude[start : start + step],
+        )
+        for start in range(0, hidden.size(0), step)
+    ]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
-def _blocked_top_k(
+class _Scratch(threading.local):
+    """The score buffer of :func:`top_k_items`, kept per thread and reused: fresh pages for
+    ~100 MB of scores cost more than the matrix product that fills them."""
+
+    def __init__(self) -> None:
+        self.buffer = torch.empty(0)
+
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        numel = math.prod(shape)
+        if self.buffer.dtype != dtype or self.buffer.numel() < numel:
+            self.buffer = torch.empty(0)  # release the old one first
+            self.buffer = torch.empty(numel, dtype=dtype)
+        return self.buffer[:numel].view(shape)
+
+
+_SCRATCH = _Scratch()
+
+
+def _top_k_rows(
     hidden: torch.Tensor, table: torch.Tensor, k: int, exclude: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n_items, group = hidden.size(0), table.size(0), TOP_K_GROUP
-    best = torch.full((rows, k), -torch.inf, dtype=hidden.dtype)
-    best_items = torch.zeros((rows, k), dtype=torch.long)
+    block = min(TOP_K_BLOCK, -(-n_items // group) * group)
+    n_blocks = -(-n_items // block)
+    scores = _SCRATCH.take((n_blocks, rows, block), hidden.dtype)  # block-major: each contiguous
+    group_max = torch.empty(rows, n_blocks, block // group, dtype=hidden.dtype)
     if exclude is not None:  # (row, item) pairs ordered by item, so each block takes a slice
         excluded_items, order = torch.sort(exclude.reshape(-1))
         excluded_rows = torch.arange(rows).repeat_interleave(exclude.size(1))[order]
-    block = torch.empty(rows, TOP_K_BLOCK, dtype=hidden.dtype)
-    in_group = torch.arange(group)
-    for start in range(0, n_items, TOP_K_BLOCK):
-        width = min(TOP_K_BLOCK, n_items - start)
-        padded = -(-width // group) * group
-        scores = block[:, :padded]
-        torch.mm(hidden, table[start : start + width].T, out=scores[:, :width])
-        scores[:, width:] = -torch.inf
-        if start == 0:
-            scores[:, :NOT_RECOMMENDED] = -torch.inf
-        if exclude is not None:
-            bounds = torch.tensor([start, start + width])
-            lo, hi = torch.searchsorted(excluded_items, bounds).tolist()
-            scores[excluded_rows[lo:hi], excluded_items[lo:hi] - start] = -torch.inf
-        groups = scores.view(rows, padded // group, group)
-        # Groups holding a score above the row's current k-th best: all of them in the first
-        # block, a few per row later on.
-        hit_rows, hit_groups = (groups.amax(2) > best[:, -1:]).nonzero(as_tuple=True)
-        if hit_rows.numel() == 0:
-            continue
-        # Lay each row's hit groups side by side ([rows hit, most groups, group]) and merge
-        # them with the row's current best.
-        merged_rows, counts = torch.unique_consecutive(hit_rows, return_counts=True)
-        first = torch.cumsum(counts, 0) - counts
-        slot = torch.arange(hit_rows.numel()) - first.repeat_interleave(counts)
-        row_of_hit = torch.arange(merged_rows.numel()).repeat_interleave(counts)
-        shape = (merged_rows.numel(), int(counts.max()), group)
-        values = torch.full(shape, -torch.inf, dtype=hidden.dtype)
-        items = torch.zeros(shape, dtype=torch.long)
-        values[row_of_hit, slot] = groups[hit_rows, hit_groups]
-        items[row_of_hit, slot] = (hit_groups * group + start).unsqueeze(1) + in_group
-        values = torch.cat([best[merged_rows], values.view(shape[0], -1)], 1)
-        items = torch.cat([best_items[merged_rows], items.view(shape[0], -1)], 1)
-        top, where = torch.topk(values, k, dim=1)
-        best[merged_rows] = top
-        best_items[merged_rows] = items.gather(1, where)
-    return best, best_items
+        bounds = torch.searchsorted(excluded_items, torch.arange(n_blocks + 1) * block).tolist()
+    for b in range(n_blocks):
+        start = b * block
+        width = min(block, n_items - start)
+        out = scores[b]
+        torch.mm(hidden, table[start : start + width].T, out=out[:, :width])
+        if width < block:
+            out[:, width:] = -torch.inf
+        if b == 0:
+            out[:, :NOT_RECOMMENDED] = -torch.inf
+        if exclude is not None and bounds[b] < bounds[b + 1]:
+            lo, hi = bounds[b], bounds[b + 1]
+            out[excluded_rows[lo:hi], excluded_items[lo:hi] - start] = -torch.inf
+        torch.amax(out.view(rows, -1, group), 2, out=group_max[:, b])
+    best_groups = torch.topk(group_max.view(rows, -1), min(k, group_max[0].numel()), dim=1)[1]
+    items = (best_groups.unsqueeze(2) * group + torch.arange(group)).view(rows, -1)
+    # Where each candidate's score sits in the block-major buffer.
+    at = (items // block * rows + torch.arange(rows).unsqueeze(1)) * block + items % block
+    top, where = torch.topk(scores.view(-1)[at], k, dim=1)
+    # A candidate past the catalogue's end (the last block's padding) scores -inf; it is
+    # reported as the last item, like any other item that cannot be recommended.
+    return top, items.gather(1, where).clamp_(max=n_items - 1)
 
 
 def _pad_lists(rows: list[np.ndarray], length: int | None) -> np.ndarray:
