@@ -17,8 +17,9 @@ Then the real path: :func:`seqrec.scoring.score_users` (``mapInArrow``, the mode
 matmul against the item table and one top-k) on ``local[N]``, written to Spark's ``noop`` sink
 so that only scoring is timed. The first pass includes each Python worker's model load; the
 second is the steady state reported as ``users/s``. ``1 core users/s`` runs the same per-task
-function (:func:`seqrec.scoring.score_batches`) in this process with one torch thread and no
-Spark: the ceiling of the Python side on one core.
+function (:func:`seqrec.scoring.score_batches`) in this process with one torch thread, the
+worker's allocator setting (:func:`seqrec.scoring.keep_freed_memory`) and no Spark: the
+ceiling of the Python side on one core.
 
 **Floor.** FLOPs per user are counted with ``torch.utils.flop_counter`` over
 ``Recommender.recommend`` (the encoder, the item-table matmul ``2 * hidden * (n_items + 1)``
@@ -283,6 +284,8 @@ def main(argv: list[str] | None = None) -> int:
 
     root = Path(args.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
+    # What every scoring worker does when it loads a model; the "1 core" figure runs here.
+    allocator_tuned = scoring.keep_freed_memory()
     cores = int(args.spark_master.removeprefix("local[").removesuffix("]"))
     gemm_all, gemm_one = gemm_flops(cores), gemm_flops(1)
     print(f"fp32 GEMM 2048^2: {gemm_all / 1e9:.0f} GFLOP/s on {cores} threads, "
@@ -298,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         "cores": cores,
         "users": args.users,
         "batch_size": args.batch_size,
+        "allocator_keeps_freed_memory": allocator_tuned,
         "scoring": [],
         "load_average_start": os.getloadavg(),
     }
