@@ -245,8 +245,8 @@ def keep_freed_memory() -> bool:
 
     Every chunk of users allocates the same activations again, several of 10-40 MB. By
     default glibc maps blocks that large afresh and unmaps them when freed, so every chunk
-    pays for fresh pages: about 10,000 page faults per chunk of 256 users at 10 k items,
-    which took a third of its time. With blocks up to 32 MB served from the heap and up to
+    pays for fresh pages: 8,000-10,000 page faults per chunk of 256 users at 10 k items,
+    about a third of its time. With blocks up to 32 MB served from the heap and up to
     1 GiB of freed heap kept, the faults stop (measured in BENCHMARKS.md). The process keeps
     its peak memory instead of returning it, which a scoring worker reuses anyway.
 
@@ -353,9 +353,9 @@ def score_users(
     """SEQUENCES -> SCORES, one row per user. ``model_file`` is the name given to ``addFile``.
 
     ``batch_size`` users share a forward pass (their item scores go in turns for very large
-    catalogues, see :data:`seqrec.serving.MAX_SCORE_CELLS`). Measured on 2 cores, SASRec hidden 64 over 50 events: 64 to 512
-    users per pass cost about the same per user, 1024 about 1.7x as much (the [B, T, 4H]
-    activations no longer stay in cache).
+    catalogues, see :data:`seqrec.serving.MAX_SCORE_CELLS`). Measured on 2 cores, SASRec
+    hidden 64 over 50 events: 64 to 512 users per pass cost about the same per user, 1024
+    about 1.7x as much (the [B, T, 4H] activations no longer stay in cache).
     """
     columns = [
         schemas.USER_ID,

@@ -177,13 +177,12 @@ class Recommender:
 
 
 NOT_RECOMMENDED = OOV_IDX + 1  # item ids below this (padding, <unk>) are never recommended
-TOP_K_BLOCK = (
-    1024  # items per matmul block: its [rows, 1024] scores are still in cache for the maxima
-)
-TOP_K_GROUP = (
-    32  # items per group; a row's k best items lie in its k groups with the highest maxima
-)
-MAX_SCORE_CELLS = 1 << 25  # rows x items held at once (128 MiB of fp32); more rows go in turns
+# Items per matrix-product block: its [rows, 1024] scores are still in cache for the maxima.
+TOP_K_BLOCK = 1024
+# Items per group: a row's k best items lie in its k groups with the highest maxima.
+TOP_K_GROUP = 32
+# Rows x items of scores held at once (128 MiB of fp32); more rows go in turns.
+MAX_SCORE_CELLS = 1 << 25
 
 
 def top_k_items(
