@@ -28,7 +28,8 @@ and the heads). Scoring trims padding, so the floor uses each user's own window
 widths and averaged over the users. ``floor users/s`` = GEMM FLOP/s (all cores) / mean FLOPs
 per user: the rate at which the machine could score if every FLOP ran at GEMM speed. The GEMM
 rate is measured at the start and again at the end, and the floor uses the faster of the two
-(the stricter target). The target is at least half of it. The floor on full 50-event windows is reported beside it.
+(the stricter target). The target is at least half of it. The floor on full 50-event windows
+is reported beside it.
 
 **MERGE.** A recommendations-shaped DataFrame of ``--merge-rows`` users (20 recommendations,
 3 interests, intent, lineage) is written as a new Delta table through

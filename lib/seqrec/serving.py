@@ -202,9 +202,8 @@ def top_k_items(
     read back from the kept blocks. At most :data:`MAX_SCORE_CELLS` scores are kept at once;
     larger batches go in turns.
     """
-    n_items = table.size(0)
-    width = -(-n_items // TOP_K_GROUP) * TOP_K_GROUP
-    step = max(1, MAX_SCORE_CELLS // width)
+    block, n_blocks = _blocks(table.size(0))
+    step = max(1, MAX_SCORE_CELLS // (block * n_blocks))  # rows whose scores fit at once
     if hidden.size(0) <= step:
         return _top_k_rows(hidden, table, k, exclude)
     parts = [
@@ -237,12 +236,18 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
+def _blocks(n_items: int) -> tuple[int, int]:
+    """Items per block (a whole number of groups, no more than the catalogue needs) and the
+    number of blocks; the last one is padded."""
+    block = min(TOP_K_BLOCK, -(-n_items // TOP_K_GROUP) * TOP_K_GROUP)
+    return block, -(-n_items // block)
+
+
 def _top_k_rows(
     hidden: torch.Tensor, table: torch.Tensor, k: int, exclude: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n_items, group = hidden.size(0), table.size(0), TOP_K_GROUP
-    block = min(TOP_K_BLOCK, -(-n_items // group) * group)
-    n_blocks = -(-n_items // block)
+    block, n_blocks = _blocks(n_items)
     scores = _SCRATCH.take((n_blocks, rows, block), hidden.dtype)  # block-major: each contiguous
     group_max = torch.empty(rows, n_blocks, block // group, dtype=hidden.dtype)
     if exclude is not None:  # (row, item) pairs ordered by item, so each block takes a slice
