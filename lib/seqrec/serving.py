@@ -248,8 +248,9 @@ def _top_k_rows(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n_items, group = hidden.size(0), table.size(0), TOP_K_GROUP
     block, n_blocks = _blocks(n_items)
+    per_block = block // group
     scores = _SCRATCH.take((n_blocks, rows, block), hidden.dtype)  # block-major: each contiguous
-    group_max = torch.empty(rows, n_blocks, block // group, dtype=hidden.dtype)
+    group_max = torch.empty(rows, n_blocks, per_block, dtype=hidden.dtype)
     if exclude is not None:  # (row, item) pairs ordered by item, so each block takes a slice
         excluded_items, order = torch.sort(exclude.reshape(-1))
         excluded_rows = torch.arange(rows).repeat_interleave(exclude.size(1))[order]
@@ -267,11 +268,15 @@ def _top_k_rows(
             lo, hi = bounds[b], bounds[b + 1]
             out[excluded_rows[lo:hi], excluded_items[lo:hi] - start] = -torch.inf
         torch.amax(out.view(rows, -1, group), 2, out=group_max[:, b])
-    best_groups = torch.topk(group_max.view(rows, -1), min(k, group_max[0].numel()), dim=1)[1]
-    items = (best_groups.unsqueeze(2) * group + torch.arange(group)).view(rows, -1)
-    # Where each candidate's score sits in the block-major buffer.
-    at = (items // block * rows + torch.arange(rows).unsqueeze(1)) * block + items % block
-    top, where = torch.topk(scores.view(-1)[at], k, dim=1)
+    best = torch.topk(group_max.view(rows, -1), min(k, group_max[0].numel()), dim=1)[1]
+    # Where each best group starts in the block-major buffer: index arithmetic on [rows, k]
+    # groups, not on their [rows, k * group] items.
+    first = (best // per_block * rows + torch.arange(rows).unsqueeze(1)) * block
+    first += best % per_block * group
+    offsets = torch.arange(group)
+    candidates = scores.view(-1)[(first.unsqueeze(2) + offsets).view(rows, -1)]
+    top, where = torch.topk(candidates, k, dim=1)
+    items = (best.unsqueeze(2) * group + offsets).view(rows, -1)
     # A candidate past the catalogue's end (the last block's padding) scores -inf; it is
     # reported as the last item, like any other item that cannot be recommended.
     return top, items.gather(1, where).clamp_(max=n_items - 1)
