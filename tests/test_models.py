@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import pytest
 import torch
 
-from seqrec.models import MODELS, SequentialRecommender, build_model
+from seqrec.models import MODELS, SequentialRecommender, build_model, layers
 from seqrec.models.layers import (
     CausalMasking,
     MaskedItemMasking,
+    TransformerBlock,
     bucketize_time_gap,
     gather_last,
     positions_from_end,
@@ -104,6 +106,38 @@ def test_sasrec_predicts_from_the_last_position_alone() -> None:
     torch.testing.assert_close(last, whole, atol=1e-5, rtol=1e-5)
     # The shortcut is able to fail: the last block's query is not the second-to-last one's.
     assert not torch.allclose(last, model(model.masking.prediction_inputs(batch))[:, -2])
+
+
+def test_feed_forward_in_tiles_at_inference_equals_the_whole_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without gradients the feed-forward runs in row tiles, a last partial one included;
+    the block's output is the same as in one pass over every row."""
+    torch.manual_seed(0)
+    block = TransformerBlock(HIDDEN, 2, 0.0).eval()
+    x = torch.randn(3, 7, HIDDEN)  # 21 rows: tiles of 8, 8 and 5
+    allowed = torch.ones(3, 1, 7, 7, dtype=torch.bool).tril()
+    whole = block(x, allowed)  # gradients on: one pass
+    monkeypatch.setattr(layers, "FFN_TILE_ROWS", 8)
+    tiled = []
+    monkeypatch.setattr(
+        block, "_feed_forward_in_tiles", _recording(block._feed_forward_in_tiles, tiled)
+    )
+    with torch.no_grad():
+        got = block(x, allowed)
+    assert tiled, "the tiled path did not run"
+    torch.testing.assert_close(got, whole, atol=1e-6, rtol=1e-6)
+    assert not torch.allclose(got, x, atol=1e-3)  # the block does change its input
+
+
+def _recording(
+    function: Callable[[torch.Tensor], torch.Tensor], calls: list[int]
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    def wrapper(x: torch.Tensor) -> torch.Tensor:
+        calls.append(x.numel())
+        return function(x)
+
+    return wrapper
 
 
 def test_a_frozen_item_table_is_the_fused_table_computed_once() -> None:
