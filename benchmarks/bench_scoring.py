@@ -31,6 +31,12 @@ rate is measured at the start and again at the end, and the floor uses the faste
 (the stricter target). The target is at least half of it. The floor on full 50-event windows
 is reported beside it.
 
+**Where the time goes, on one core.** The one-core pass is set against the one-thread GEMM
+rate, and run a second time with every matrix product timed (``mm``, ``addmm``, ``bmm``,
+``baddbmm`` and attention: the ops the FLOP count covers). ``products alone`` is the users/s
+if nothing but those products took time: how close this model's product shapes (an inner
+size of 64, attention over at most 50 events) come to the 2048 x 2048 GEMM rate.
+
 **MERGE.** A recommendations-shaped DataFrame of ``--merge-rows`` users (20 recommendations,
 3 interests, intent, lineage) is written as a new Delta table through
 :func:`seqrec.io.tables.merge_delta` (its first-run path), then a second day's rows for the same
@@ -54,6 +60,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -192,9 +199,41 @@ def flops_per_user(model_dir: Path, windows: np.ndarray) -> dict[str, float]:
     }
 
 
-def one_core_rate(data: Path, model_dir: Path, batch_size: int) -> float:
-    """Users/s of what one Spark task runs (:func:`seqrec.scoring.score_batches`), in this
-    process with one torch thread, on one of the four files: no Spark, no Arrow transfer."""
+class ProductTimer(TorchDispatchMode):
+    """Sums the time of every matrix product (the ops ``FlopCounterMode`` counts: ``mm``,
+    ``addmm``, ``bmm``, ``baddbmm``, attention) run under it, each timed around its own call."""
+
+    PRODUCTS = frozenset(
+        {
+            torch.ops.aten.mm,
+            torch.ops.aten.addmm,
+            torch.ops.aten.bmm,
+            torch.ops.aten.baddbmm,
+            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seconds = 0.0
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        if func.overloadpacket not in self.PRODUCTS:
+            return func(*args, **(kwargs or {}))
+        start = time.perf_counter()
+        out = func(*args, **(kwargs or {}))
+        self.seconds += time.perf_counter() - start
+        return out
+
+
+def one_core_rates(data: Path, model_dir: Path, batch_size: int) -> dict[str, float]:
+    """What one Spark task runs (:func:`seqrec.scoring.score_batches`), in this process with
+    one torch thread, on one of the four files: no Spark, no Arrow transfer.
+
+    ``one_core_users_per_s`` is the whole path. A second pass times its matrix products alone
+    (:class:`ProductTimer`): ``products_users_per_s`` is the rate if nothing else took time,
+    the ceiling that the model's own product shapes set on this core.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -206,7 +245,15 @@ def one_core_rate(data: Path, model_dir: Path, batch_size: int) -> float:
         start = time.perf_counter()
         for _ in scoring.score_batches(scorer, batches, K, True, 3, batch_size):
             pass
-        return table.num_rows / (time.perf_counter() - start)
+        whole = time.perf_counter() - start
+        timer = ProductTimer()
+        with timer:
+            for _ in scoring.score_batches(scorer, batches, K, True, 3, batch_size):
+                pass
+        return {
+            "one_core_users_per_s": table.num_rows / whole,
+            "products_users_per_s": table.num_rows / timer.seconds,
+        }
     finally:
         torch.set_num_threads(previous)
 
@@ -310,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     for n_items in args.items:
         data, model_dir, windows = write_inputs(root, n_items, args.users, args.seed)
         flops = flops_per_user(model_dir, windows)
-        one_core = one_core_rate(data, model_dir, args.batch_size)
+        one_core = one_core_rates(data, model_dir, args.batch_size)
         timed = spark_rate(spark, data, model_dir, args.users)
         row = {
             "n_items": n_items,
@@ -318,7 +365,7 @@ def main(argv: list[str] | None = None) -> int:
             "mflop_per_user": flops["own_windows"] / 1e6,
             "mflop_per_user_full_window": flops["full_window"] / 1e6,
             "item_matmul_mflop_per_user": flops["item_matmul"] / 1e6,
-            "one_core_users_per_s": one_core,
+            **one_core,
             **timed,
         }
         results["scoring"].append(row)
@@ -333,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     gemm_end = gemm_flops(cores), gemm_flops(1)
     results["gemm_gflops_end"] = {"all_cores": gemm_end[0] / 1e9, "one_core": gemm_end[1] / 1e9}
     gemm_all = max(gemm_start[0], gemm_end[0])
+    gemm_one = max(gemm_start[1], gemm_end[1])
     print(f"fp32 GEMM 2048^2 at the end: {gemm_end[0] / 1e9:.0f} GFLOP/s on {cores} threads, "
           f"{gemm_end[1] / 1e9:.0f} on 1; the floor uses {gemm_all / 1e9:.0f}")  # fmt: skip
     for row in results["scoring"]:
@@ -341,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
         row["floor_users_per_s_full_window"] = gemm_all / (row["mflop_per_user_full_window"] * 1e6)
         row["matmul_only_floor_users_per_s"] = gemm_all / (row["item_matmul_mflop_per_user"] * 1e6)
         row["share_of_floor"] = row["users_per_s"] / row["floor_users_per_s"]
+        # On one core, against the one-thread GEMM rate: the whole path, and the products alone.
+        row["one_core_floor_users_per_s"] = gemm_one / mflop
+        row["one_core_share_of_floor"] = row["one_core_users_per_s"] * mflop / gemm_one
+        row["products_share_of_one_core_floor"] = row["products_users_per_s"] * mflop / gemm_one
 
     print()
     print(f"{'items':>8} {'MFLOP/user':>11} {'floor u/s':>10} {'1 core u/s':>11} "
@@ -350,6 +402,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['n_items']:>8} {row['mflop_per_user']:>11.2f} "
             f"{row['floor_users_per_s']:>10.0f} {row['one_core_users_per_s']:>11.0f} "
             f"{row['users_per_s']:>10.0f} {row['share_of_floor']:>9.0%} {row['first_s']:>11.1f}"
+        )
+    print(f"\nOne core, against its own floor ({gemm_one / 1e9:.0f} GFLOP/s):")
+    print(f"{'items':>8} {'floor u/s':>10} {'whole path':>11} {'of floor':>9} "
+          f"{'products alone':>15} {'of floor':>9}")  # fmt: skip
+    for row in results["scoring"]:
+        print(
+            f"{row['n_items']:>8} {row['one_core_floor_users_per_s']:>10.0f} "
+            f"{row['one_core_users_per_s']:>11.0f} {row['one_core_share_of_floor']:>9.0%} "
+            f"{row['products_users_per_s']:>15.0f} "
+            f"{row['products_share_of_one_core_floor']:>9.0%}"
         )
     if "merge" in results:
         merge = results["merge"]
