@@ -254,10 +254,9 @@ class TransformerBlock(nn.Module):
         """``x + ffn(ffn_norm(x))`` in tiles of :data:`FFN_TILE_ROWS` rows (inference only)."""
         rows = x.reshape(-1, x.size(-1))
         out = torch.empty_like(rows)
-        tile = FFN_TILE_ROWS if FFN_TILE_ROWS > 0 else rows.size(0)
-        for start in range(0, rows.size(0), tile):
-            part = rows[start : start + tile]
-            torch.add(part, self.ffn(self.ffn_norm(part)), out=out[start : start + tile])
+        for start in range(0, rows.size(0), FFN_TILE_ROWS):
+            part = rows[start : start + FFN_TILE_ROWS]
+            torch.add(part, self.ffn(self.ffn_norm(part)), out=out[start : start + FFN_TILE_ROWS])
         return out.view_as(x)
 
     def forward_last(self, x: Tensor, allowed_last: Tensor) -> Tensor:
