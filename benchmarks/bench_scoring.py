@@ -61,7 +61,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "lib"))
@@ -200,25 +200,16 @@ def flops_per_user(model_dir: Path, windows: np.ndarray) -> dict[str, float]:
 
 
 class ProductTimer(TorchDispatchMode):
-    """Sums the time of every matrix product (the ops ``FlopCounterMode`` counts: ``mm``,
-    ``addmm``, ``bmm``, ``baddbmm``, attention) run under it, each timed around its own call."""
-
-    PRODUCTS = frozenset(
-        {
-            torch.ops.aten.mm,
-            torch.ops.aten.addmm,
-            torch.ops.aten.bmm,
-            torch.ops.aten.baddbmm,
-            torch.ops.aten._scaled_dot_product_flash_attention_for_cpu,
-        }
-    )
+    """Sums the time of every op whose FLOPs ``FlopCounterMode`` counts (its registry: ``mm``,
+    ``addmm``, ``bmm``, ``baddbmm``, attention, ...) run under it, each timed around its own
+    call: the same ops the floor's FLOP count covers."""
 
     def __init__(self) -> None:
         super().__init__()
         self.seconds = 0.0
 
     def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
-        if func.overloadpacket not in self.PRODUCTS:
+        if func.overloadpacket not in flop_registry:
             return func(*args, **(kwargs or {}))
         start = time.perf_counter()
         out = func(*args, **(kwargs or {}))
