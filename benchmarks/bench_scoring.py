@@ -18,7 +18,7 @@ matmul against the item table and one top-k) on ``local[N]``, written to Spark's
 so that only scoring is timed. The first pass includes each Python worker's model load; the
 second is the steady state reported as ``users/s``. ``1 core users/s`` runs the same per-task
 function (:func:`seqrec.scoring.score_batches`) in this process with one torch thread, the
-worker's allocator setting (:func:`seqrec.scoring.keep_freed_memory`) and no Spark: the
+worker's allocator setting (:func:`seqrec.memory.keep_freed_memory`) and no Spark: the
 ceiling of the Python side on one core.
 
 **Floor.** FLOPs per user are counted with ``torch.utils.flop_counter`` over
@@ -70,6 +70,7 @@ from pyspark.sql import functions as F  # noqa: E402
 
 from seqrec import schemas, scoring, serving  # noqa: E402
 from seqrec.io import tables  # noqa: E402
+from seqrec.memory import keep_freed_memory  # noqa: E402
 from seqrec.models import build_model  # noqa: E402
 from seqrec.spark import get_spark  # noqa: E402
 
@@ -325,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.workdir).resolve()
     root.mkdir(parents=True, exist_ok=True)
     # What every scoring worker does when it loads a model; the "1 core" figure runs here.
-    allocator_tuned = scoring.keep_freed_memory()
+    allocator_tuned = keep_freed_memory()
     cores = int(args.spark_master.removeprefix("local[").removesuffix("]"))
     gemm_start = gemm_flops(cores), gemm_flops(1)
     print(f"fp32 GEMM 2048^2: {gemm_start[0] / 1e9:.0f} GFLOP/s on {cores} threads, "

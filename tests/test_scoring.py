@@ -243,7 +243,7 @@ def test_grouped_top_k_matches_one_top_k_over_every_item(
 _ALLOCATION_ROUNDS = """
 import resource, sys
 import numpy as np
-from seqrec.scoring import keep_freed_memory
+from seqrec.memory import keep_freed_memory
 if sys.argv[1] == "kept" and not keep_freed_memory():
     sys.exit(3)
 def one_round():

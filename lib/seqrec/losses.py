@@ -63,27 +63,6 @@ def full_softmax_loss(
     return total / n_rows
 
 
-def keep_freed_memory(trim_threshold: int = 256 << 20) -> bool:
-    """Ask glibc to keep blocks up to 32 MiB on its heap and up to ``trim_threshold`` bytes of
-    freed memory, so a training loop reuses its buffers instead of mapping fresh pages every
-    step. Returns False (and changes nothing) where glibc is not the allocator."""
-    import ctypes
-    import ctypes.util
-
-    name = ctypes.util.find_library("c")
-    if not name or "libc" not in name:
-        return False
-    try:
-        libc = ctypes.CDLL(name)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        return bool(
-            libc.mallopt(m_mmap_threshold, 32 << 20)
-            and libc.mallopt(m_trim_threshold, trim_threshold)
-        )
-    except (OSError, AttributeError):
-        return False
-
-
 class NegativeSampler:
     """Draws negatives with replacement from a fixed distribution over items 1..V."""
 

@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from seqrec import schemas, serving
+from seqrec.memory import keep_freed_memory
 from seqrec.vocab import OOV_IDX
 
 RECOMMENDATIONS = "recommendations"
@@ -238,31 +239,6 @@ def _load_once(path: str) -> BatchScorer:
         keep_freed_memory()
         _LOADED[path] = BatchScorer(serving.load_model(path))
     return _LOADED[path]
-
-
-def keep_freed_memory() -> bool:
-    """Make this process's C allocator (glibc) reuse freed memory instead of handing it back.
-
-    Every chunk of users allocates the same activations again, several of 10-40 MB. By
-    default glibc maps blocks that large afresh and unmaps them when freed, so every chunk
-    pays for fresh pages: 8,000-10,000 page faults per chunk of 256 users at 10 k items,
-    about a third of its time. With blocks up to 32 MB served from the heap and up to
-    1 GiB of freed heap kept, the faults stop (measured in BENCHMARKS.md). The process keeps
-    its peak memory instead of returning it, which a scoring worker reuses anyway.
-
-    Returns whether the setting took effect (False off glibc, e.g. on macOS or musl).
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    mmap_ok = mallopt(m_mmap_threshold, 32 << 20)  # the largest value glibc accepts
-    trim_ok = mallopt(m_trim_threshold, 1 << 30)
-    return bool(mmap_ok and trim_ok)
 
 
 def _category_names(model: serving.Recommender) -> np.ndarray:

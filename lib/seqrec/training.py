@@ -31,10 +31,10 @@ from seqrec.losses import (
     NegativeSampler,
     bce_loss,
     full_softmax_loss,
-    keep_freed_memory,
     sample_negatives_excluding,
     sampled_softmax_loss,
 )
+from seqrec.memory import keep_freed_memory
 from seqrec.metrics import DEFAULT_KS, CategoryMetrics, IntentMetrics, RankingMetrics
 from seqrec.models.layers import ITEM_IDX, SEQUENCE_KEYS, Batch, SequentialRecommender
 
@@ -301,7 +301,7 @@ def train(
     seed_everything(config.seed)
     device = choose_device(config.device)
     if device.type == "cpu":
-        keep_freed_memory()
+        keep_freed_memory(trim_threshold=256 << 20)
     model.to(device)
     sampler = None
     if config.loss == "sampled":
