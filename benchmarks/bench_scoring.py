@@ -21,6 +21,12 @@ function (:func:`seqrec.scoring.score_batches`) in this process with one torch t
 worker's allocator setting (:func:`seqrec.memory.keep_freed_memory`) and no Spark: the
 ceiling of the Python side on one core.
 
+**Every core, no Spark.** As many plain processes as the master has cores run that same
+one-core path at once, each on its own file, started together; ``N procs users/s`` is their
+users over the slowest one's time. Beside Spark's figure it tells Spark's own cost (the JVM
+reading and converting rows, the transfer to Python) from what the cores cost each other when
+all of them score (shared cache and memory).
+
 **Floor.** FLOPs per user are counted with ``torch.utils.flop_counter`` over
 ``Recommender.recommend`` (the encoder, the item-table matmul ``2 * hidden * (n_items + 1)``
 and the heads). Scoring trims padding, so the floor uses each user's own window
@@ -49,7 +55,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
+import queue
 import shutil
 import sys
 import time
@@ -250,6 +258,57 @@ def one_core_rates(data: Path, model_dir: Path, batch_size: int) -> dict[str, fl
         torch.set_num_threads(previous)
 
 
+def _score_one_file(model_dir: Path, path: Path, batch_size: int, start: Any, results: Any) -> None:
+    """One of :func:`processes_rate`'s processes: the one-core path on one file, timed from a
+    start shared with the other processes."""
+    torch.set_num_threads(1)
+    keep_freed_memory()
+    scorer = scoring.BatchScorer(serving.load_model(model_dir))
+    batches = pq.read_table(path).to_batches(max_chunksize=10_000)
+    for _ in scoring.score_batches(scorer, batches[:1], K, True, 3, batch_size):
+        break  # warm-up
+    start.wait(timeout=600)  # a sibling that failed to load breaks the wait
+    began = time.perf_counter()
+    users = sum(
+        out.num_rows for out in scoring.score_batches(scorer, batches, K, True, 3, batch_size)
+    )
+    results.put((users, time.perf_counter() - began))
+
+
+def processes_rate(data: Path, model_dir: Path, batch_size: int, processes: int) -> float:
+    """Users/s of ``processes`` plain processes running the one-core path at once, each on its
+    own file, with no Spark: what the cores give this work when every one of them runs it.
+    Set beside Spark's figure, it separates Spark's own cost from the cores slowing each other
+    down (shared cache and memory)."""
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding a JVM
+    start, results = context.Barrier(processes), context.Queue()
+    files = sorted(data.glob("*.parquet"))
+    workers = [
+        context.Process(
+            target=_score_one_file,
+            args=(model_dir, files[i % len(files)], batch_size, start, results),
+        )
+        for i in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    done: list[tuple[int, float]] = []
+    try:
+        while len(done) < processes:
+            try:
+                done.append(results.get(timeout=5))
+            except queue.Empty:
+                failed = [w.exitcode for w in workers if w.exitcode]
+                if failed:
+                    raise RuntimeError(f"a scoring process exited with {failed[0]}") from None
+    finally:
+        for worker in workers:
+            worker.join(timeout=60)
+            if worker.is_alive():
+                worker.terminate()
+    return sum(users for users, _ in done) / max(seconds for _, seconds in done)
+
+
 def spark_rate(spark: Any, data: Path, model_dir: Path, n_users: int) -> dict[str, float]:
     spark.sparkContext.addFile(str(model_dir), recursive=True)
     timings = []
@@ -350,6 +409,7 @@ def main(argv: list[str] | None = None) -> int:
         data, model_dir, windows = write_inputs(root, n_items, args.users, args.seed)
         flops = flops_per_user(model_dir, windows)
         one_core = one_core_rates(data, model_dir, args.batch_size)
+        no_spark = processes_rate(data, model_dir, args.batch_size, cores)
         timed = spark_rate(spark, data, model_dir, args.users)
         row = {
             "n_items": n_items,
@@ -358,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
             "mflop_per_user_full_window": flops["full_window"] / 1e6,
             "item_matmul_mflop_per_user": flops["item_matmul"] / 1e6,
             **one_core,
+            "processes_users_per_s": no_spark,
             **timed,
         }
         results["scoring"].append(row)
@@ -381,18 +442,22 @@ def main(argv: list[str] | None = None) -> int:
         row["floor_users_per_s_full_window"] = gemm_all / (row["mflop_per_user_full_window"] * 1e6)
         row["matmul_only_floor_users_per_s"] = gemm_all / (row["item_matmul_mflop_per_user"] * 1e6)
         row["share_of_floor"] = row["users_per_s"] / row["floor_users_per_s"]
+        row["processes_share_of_floor"] = row["processes_users_per_s"] / row["floor_users_per_s"]
         # On one core, against the one-thread GEMM rate: the whole path, and the products alone.
         row["one_core_floor_users_per_s"] = gemm_one / mflop
         row["one_core_share_of_floor"] = row["one_core_users_per_s"] * mflop / gemm_one
         row["products_share_of_one_core_floor"] = row["products_users_per_s"] * mflop / gemm_one
 
     print()
+    procs = f"{cores} procs u/s"
     print(f"{'items':>8} {'MFLOP/user':>11} {'floor u/s':>10} {'1 core u/s':>11} "
-          f"{'spark u/s':>10} {'of floor':>9} {'1st pass s':>11}")  # fmt: skip
+          f"{procs:>13} {'of floor':>9} {'spark u/s':>10} {'of floor':>9} "
+          f"{'1st pass s':>11}")  # fmt: skip
     for row in results["scoring"]:
         print(
             f"{row['n_items']:>8} {row['mflop_per_user']:>11.2f} "
             f"{row['floor_users_per_s']:>10.0f} {row['one_core_users_per_s']:>11.0f} "
+            f"{row['processes_users_per_s']:>13.0f} {row['processes_share_of_floor']:>9.0%} "
             f"{row['users_per_s']:>10.0f} {row['share_of_floor']:>9.0%} {row['first_s']:>11.1f}"
         )
     print(f"\nOne core, against its own floor ({gemm_one / 1e9:.0f} GFLOP/s):")
