@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import date
 from pathlib import Path
 
@@ -238,42 +235,6 @@ def test_grouped_top_k_matches_one_top_k_over_every_item(
             assert not ((got_items <= 1) & finite).any()
             if n_items == 25:
                 assert not bool(finite.all())  # the -inf tail was exercised
-
-
-_ALLOCATION_ROUNDS = """
-import resource, sys
-import numpy as np
-from seqrec.memory import keep_freed_memory
-if sys.argv[1] == "kept" and not keep_freed_memory():
-    sys.exit(3)
-def one_round():
-    arrays = [np.ones(10 << 18, np.float32) for _ in range(3)]  # three 10 MB blocks, freed
-    del arrays
-one_round()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    one_round()
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
-"""
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="keep_freed_memory tunes glibc's malloc")
-def test_kept_memory_stops_the_page_faults_of_repeated_large_blocks() -> None:
-    """Scoring workers allocate the same large activations for every chunk of users."""
-
-    def page_faults(mode: str) -> int:
-        run = subprocess.run(
-            [sys.executable, "-c", _ALLOCATION_ROUNDS, mode],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(scoring.__file__).parents[1])},
-            check=False,
-        )
-        assert run.returncode == 0, run.stderr
-        return int(run.stdout.strip())
-
-    assert page_faults("default") > 1000  # glibc hands the blocks back and maps them again
-    assert page_faults("kept") < 100
 
 
 def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup) -> None:

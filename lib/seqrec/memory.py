@@ -25,12 +25,18 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
 
     Returns whether the setting took effect (False, changing nothing, off glibc: macOS, musl).
     """
-    name = ctypes.util.find_library("c")
-    if not name or "libc" not in name:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6")  # glibc's name on Linux: no search needed
+    except OSError:
+        name = ctypes.util.find_library("c")
+        if not name:
+            return False
+        try:
+            libc = ctypes.CDLL(name)
+        except OSError:
+            return False
+    mallopt = getattr(libc, "mallopt", None)  # glibc only: not in macOS's libc or musl
+    if mallopt is None:
         return False
     return bool(
         mallopt(_M_MMAP_THRESHOLD, _LARGEST_HEAP_BLOCK)
