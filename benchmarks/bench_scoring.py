@@ -237,25 +237,37 @@ def one_core_rates(data: Path, model_dir: Path, batch_size: int) -> dict[str, fl
     previous = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        scorer = scoring.BatchScorer(serving.load_model(model_dir))
-        table = pq.read_table(sorted(data.glob("*.parquet"))[0])
-        batches = table.to_batches(max_chunksize=10_000)  # Spark's Arrow batch size
-        for _ in scoring.score_batches(scorer, batches[:1], K, True, 3, batch_size):
-            break  # warm-up
+        scorer, batches = _warm_scorer(model_dir, sorted(data.glob("*.parquet"))[0], batch_size)
         start = time.perf_counter()
-        for _ in scoring.score_batches(scorer, batches, K, True, 3, batch_size):
-            pass
+        users = _score_all(scorer, batches, batch_size)
         whole = time.perf_counter() - start
         timer = ProductTimer()
         with timer:
-            for _ in scoring.score_batches(scorer, batches, K, True, 3, batch_size):
-                pass
+            _score_all(scorer, batches, batch_size)
         return {
-            "one_core_users_per_s": table.num_rows / whole,
-            "products_users_per_s": table.num_rows / timer.seconds,
+            "one_core_users_per_s": users / whole,
+            "products_users_per_s": users / timer.seconds,
         }
     finally:
         torch.set_num_threads(previous)
+
+
+def _warm_scorer(
+    model_dir: Path, path: Path, batch_size: int
+) -> tuple[scoring.BatchScorer, list[pa.RecordBatch]]:
+    """The model loaded as a worker loads it, one file's Arrow batches, and one warm-up chunk."""
+    scorer = scoring.BatchScorer(serving.load_model(model_dir))
+    batches = pq.read_table(path).to_batches(max_chunksize=10_000)  # Spark's Arrow batch size
+    for _ in scoring.score_batches(scorer, batches[:1], K, True, 3, batch_size):
+        break
+    return scorer, batches
+
+
+def _score_all(scorer: scoring.BatchScorer, batches: list[pa.RecordBatch], batch_size: int) -> int:
+    """What one Spark task runs over these batches; returns the users scored."""
+    return sum(
+        out.num_rows for out in scoring.score_batches(scorer, batches, K, True, 3, batch_size)
+    )
 
 
 def _score_one_file(model_dir: Path, path: Path, batch_size: int, start: Any, results: Any) -> None:
@@ -263,15 +275,10 @@ def _score_one_file(model_dir: Path, path: Path, batch_size: int, start: Any, re
     start shared with the other processes."""
     torch.set_num_threads(1)
     keep_freed_memory()
-    scorer = scoring.BatchScorer(serving.load_model(model_dir))
-    batches = pq.read_table(path).to_batches(max_chunksize=10_000)
-    for _ in scoring.score_batches(scorer, batches[:1], K, True, 3, batch_size):
-        break  # warm-up
+    scorer, batches = _warm_scorer(model_dir, path, batch_size)
     start.wait(timeout=600)  # a sibling that failed to load breaks the wait
     began = time.perf_counter()
-    users = sum(
-        out.num_rows for out in scoring.score_batches(scorer, batches, K, True, 3, batch_size)
-    )
+    users = _score_all(scorer, batches, batch_size)
     results.put((users, time.perf_counter() - began))
 
 
