@@ -13,7 +13,7 @@ two blocks, ``max_len`` 50, event-type / category / time-gap channels) with rand
 saved with :func:`seqrec.serving.save_model`, beside ``--users`` generated sequences (lengths
 uniform in 5..100, so about half the users fill the 50-event window) in four Parquet files.
 Then the real path: :func:`seqrec.scoring.score_users` (``mapInArrow``, the model shipped with
-``addFile``; per Arrow batch, users sorted by length, then per chunk one encoder pass, one
+``ship_folder``; per Arrow batch, users sorted by length, then per chunk one encoder pass, one
 matmul against the item table and one top-k) on ``local[N]``, written to Spark's ``noop`` sink
 so that only scoring is timed. The first pass includes each Python worker's model load; the
 second is the steady state reported as ``users/s``. ``1 core users/s`` runs the same per-task
@@ -80,7 +80,7 @@ from seqrec import schemas, scoring, serving  # noqa: E402
 from seqrec.io import tables  # noqa: E402
 from seqrec.memory import keep_freed_memory  # noqa: E402
 from seqrec.models import build_model  # noqa: E402
-from seqrec.spark import get_spark  # noqa: E402
+from seqrec.spark import get_spark, ship_folder  # noqa: E402
 
 HIDDEN = 64
 MAX_LEN = 50
@@ -317,14 +317,12 @@ def processes_rate(data: Path, model_dir: Path, batch_size: int, processes: int)
 
 
 def spark_rate(spark: Any, data: Path, model_dir: Path, n_users: int) -> dict[str, float]:
-    spark.sparkContext.addFile(str(model_dir), recursive=True)
+    shipped = ship_folder(spark, model_dir, "model")
     timings = []
     for _ in range(2):  # the first pass loads the model into each Python worker
         users = tables.read_parquet(spark, str(data))
         start = time.perf_counter()
-        scoring.score_users(users, model_dir.name, k=K).write.format("noop").mode(
-            "overwrite"
-        ).save()
+        scoring.score_users(users, shipped, k=K).write.format("noop").mode("overwrite").save()
         timings.append(time.perf_counter() - start)
     return {"first_s": timings[0], "steady_s": timings[1], "users_per_s": n_users / timings[1]}
 

@@ -6,7 +6,9 @@
 Loads ``models:/<name>@champion`` (or ``--model-version``) from the MLflow registry, checks that
 its vocabulary fits the sequences, scores every user (or only those active since ``--since``)
 inside Spark and MERGEs on ``user_id``. Any check that fails stops the job before anything is
-written; the MERGE is one Delta transaction, so a failed run leaves the table as it was.
+written; the MERGE is one Delta transaction, so a failed run leaves the table as it was. A row
+whose only change would be its ``scored_at`` is left as it is, so rerunning a date leaves the
+table's contents exactly as they were.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
 
+from mlflow.exceptions import MlflowException  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
 
 from seqrec import schemas, scoring, serving  # noqa: E402
 from seqrec.io import registry, tables  # noqa: E402
 from seqrec.showcase import show_recommendations  # noqa: E402
-from seqrec.spark import get_spark  # noqa: E402
+from seqrec.spark import get_spark, ship_folder  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -130,7 +133,13 @@ def main(argv: list[str] | None = None) -> int:
                 "--model-version. Nothing was written."
             )
         version = str(champion.version)
-    model_dir = registry.download_model(f"models:/{config.model_name}/{version}")
+    try:
+        model_dir = registry.download_model(f"models:/{config.model_name}/{version}")
+    except MlflowException as error:
+        raise SystemExit(
+            f"[score] model '{config.model_name}' has no version {version} in "
+            f"{registry.tracking_uri()} ({str(error).splitlines()[0]}). Nothing was written."
+        ) from error
     try:  # load once here so a broken model fails before any Spark work, with a clear message
         serving.load_model(model_dir)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
@@ -146,14 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     if users.isEmpty():
         raise SystemExit(f"[score] no users to score in {config.data}; nothing was written.")
-    spark.sparkContext.addFile(str(model_dir), recursive=True)
-    scores = scoring.score_users(
-        users, model_dir.name, k=config.k, exclude_seen=config.exclude_seen
-    )
+    shipped = ship_folder(spark, model_dir, "seqrec-model")
+    scores = scoring.score_users(users, shipped, k=config.k, exclude_seen=config.exclude_seen)
     if config.profiles:
         scores = _with_profiles(spark, config, users, scores)
     output = scoring.with_lineage(scores, config.model_name, version, config.run_date, scored_at)
-    tables.merge_delta(output, config.table, schemas.USER_ID)
+    tables.merge_delta(output, config.table, schemas.USER_ID, volatile=[scoring.SCORED_AT])
     print(f"[score] model {config.model_name} v{version} -> {config.table}", flush=True)
     if config.show > 0:
         show_recommendations(spark, config.data, config.table, users=config.show)

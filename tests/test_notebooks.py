@@ -53,14 +53,14 @@ def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generated events built into sequences, a one-epoch SASRec, and its scores in Delta."""
     from seqrec import schemas, scoring, trainer
     from seqrec.io import tables
+    from seqrec.spark import ship_folder
     from tests.helpers import built_synthetic_and_train_config
 
     root = tmp_path_factory.mktemp("notebooks")
     data_dir, config = built_synthetic_and_train_config(spark, root, RUN_DATE, EVENTS)
     model_dir = Path(trainer.run_distributed(config)["checkpoint"])
-    spark.sparkContext.addFile(str(model_dir), recursive=True)
     users = tables.read_parquet(spark, str(data_dir / "sequences"))
-    scores = scoring.score_users(users, model_dir.name, k=K)
+    scores = scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K)
     table = root / "recommendations"
     tables.merge_delta(
         scoring.with_lineage(scores, "seqrec-recommender", "7", RUN_DATE, f"{RUN_DATE} 03:00:00"),

@@ -6,6 +6,7 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,6 +17,7 @@ from pyspark.sql import functions as F
 from seqrec import schemas, scoring, serving
 from seqrec.io import tables
 from seqrec.models import build_model
+from seqrec.spark import ship_folder
 from seqrec.vocab import OOV_KEY
 from tests.helpers import N_ITEMS, tiny_dataset
 
@@ -36,14 +38,12 @@ def scored_setup(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
         )
         for name in ("item", "category", "event_type")
     }
-    model_dir = serving.save_model(model, "sasrec", root / "model", vocabs)
-    spark.sparkContext.addFile(str(model_dir), recursive=True)
-    return data_dir, model_dir
+    return data_dir, serving.save_model(model, "sasrec", root / "model", vocabs)
 
 
 def _score(spark, data_dir: Path, model_dir: Path, run_date: str, scored_at: str):
     users = tables.read_parquet(spark, str(data_dir / "sequences"))
-    scores = scoring.score_users(users, model_dir.name, k=K)
+    scores = scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K)
     return scoring.with_lineage(scores, "recs", "1", run_date, scored_at)
 
 
@@ -120,7 +120,7 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     )
     categories = scoring.item_categories(items)
     scores = scoring.with_profiles(
-        scoring.score_users(users, model_dir.name, k=K), users, categories
+        scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K), users, categories
     )
     histories = {r[schemas.USER_ID]: r[schemas.SEQ_ITEMS] for r in users.collect()}
     _assert_profiles(scores, interest_profile(histories, names, k=3, decay=0.8))
@@ -256,6 +256,25 @@ def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup)
     ):
         assert [r[schemas.ITEM_ID] for r in got[user][scoring.RECOMMENDATIONS]] == list(ids)
         assert got[user][scoring.PURCHASE_INTENT] == pytest.approx(intent, abs=1e-5)
+
+
+def test_ids_newer_than_the_model_read_as_unknown_and_negative_ids_name_their_row(
+    scored_setup,
+) -> None:
+    _, model_dir = scored_setup
+    model = serving.load_model(model_dir)  # 30 items, 4 categories, 3 event types
+
+    def users(items: list[int], categories: list[int], types: list[int]) -> pd.DataFrame:
+        return pd.DataFrame(
+            {"item_idx": [items], "category_idx": [categories], "event_type_idx": [types]}
+        )
+
+    # Ids added to the vocabularies after training (they only grow) score as <unk> (id 1).
+    newer = model.predict(users([2, 3, 31], [2, 3, 9], [2, 2, 8]))
+    as_unknown = model.predict(users([2, 3, 1], [2, 3, 1], [2, 2, 1]))
+    pd.testing.assert_frame_equal(newer, as_unknown)
+    with pytest.raises(serving.BadIndexError, match="row 1: category_idx holds -3"):
+        model.predict(pd.DataFrame({"item_idx": [[2], [3]], "category_idx": [[2], [-3]]}))
 
 
 def test_the_showcase_prints_titles_of_the_history_and_the_recommendations(

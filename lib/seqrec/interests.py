@@ -59,6 +59,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from seqrec import schemas
+from seqrec.spark import ship_folder
 from seqrec.text import TextEncoder, get_encoder, item_text
 
 LINEAR = "linear"
@@ -859,15 +860,15 @@ def fill_missing_spark(items: DataFrame, model_file: str, batch_size: int = 64) 
 def with_filled_categories(items: DataFrame, folder: str | Path, batch_size: int = 64) -> DataFrame:
     """``items`` (ITEM_META-like) with every null or blank category replaced by the classifier's
     prediction from the item's text; a predicted :data:`OTHER` (a merged rare class) stays null.
-    Known categories are never changed. The classifier folder is shipped with ``addFile``."""
+    Known categories are never changed. The classifier folder is shipped with :func:`seqrec.spark.ship_folder`."""
     path = Path(folder).resolve()
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(
             f"{folder}: not an interest classifier folder (no {CONFIG_FILE}); train one with "
             "jobs/train_interests.py"
         )
-    items.sparkSession.sparkContext.addFile(str(path), recursive=True)
-    predicted = fill_missing_spark(items, path.name, batch_size).select(
+    shipped = ship_folder(items.sparkSession, path, "seqrec-interests")
+    predicted = fill_missing_spark(items, shipped, batch_size).select(
         F.col(schemas.ITEM_ID).alias("_filled_id"),
         F.when(F.col(schemas.CATEGORY) != F.lit(OTHER), F.col(schemas.CATEGORY)).alias("_filled"),
     )

@@ -1,7 +1,7 @@
 """Score every user's sequence with a registered model inside Spark (``mapInArrow``).
 
-The model folder is shipped to the executors with ``SparkContext.addFile`` and loaded once per
-Python worker. Each Arrow batch of users is sorted by history length and cut into chunks; each
+The model folder is shipped to the executors with :func:`seqrec.spark.ship_folder` (Spark's
+``addFile`` under a name made from its contents) and loaded once per Python worker. Each Arrow batch of users is sorted by history length and cut into chunks; each
 chunk is one batched forward pass (only as wide as its longest history), one matrix product
 against the item table and one top-k, with inputs and outputs converted by numpy and Arrow
 array operations rather than per-user Python. Users never travel to the driver.
@@ -174,7 +174,14 @@ class BatchScorer:
         exclude = None
         if exclude_seen:
             exclude = _window(offsets, items, max(1, longest))  # the whole history
-        result = self.model.recommend(inputs, k=k, exclude=exclude)
+        try:
+            result = self.model.recommend(inputs, k=k, exclude=exclude)
+        except serving.BadIndexError as error:
+            user = batch.column(schemas.USER_ID)[error.row].as_py()
+            raise ScoringInputError(
+                f"user {user!r}: {error.column} holds {error.value}, a negative id. The "
+                "sequences are corrupt; rebuild them with jobs/build_sequences.py."
+            ) from error
 
         top_items, top_scores = result["item_idx"], result["score"]
         # Excluded items score -inf and sort last, so each row's finite scores are a prefix.
@@ -326,7 +333,8 @@ def score_users(
     n_interests: int = 3,
     batch_size: int = 256,
 ) -> DataFrame:
-    """SEQUENCES -> SCORES, one row per user. ``model_file`` is the name given to ``addFile``.
+    """SEQUENCES -> SCORES, one row per user. ``model_file`` is the name the model folder was
+    shipped under (:func:`seqrec.spark.ship_folder`).
 
     ``batch_size`` users share a forward pass (their item scores go in turns for very large
     catalogues, see :data:`seqrec.serving.MAX_SCORE_CELLS`). Measured on 2 cores, SASRec

@@ -84,6 +84,14 @@ def save_model(
     return out
 
 
+class BadIndexError(ValueError):
+    """A model input holds a negative id: the sequences are corrupt, not merely newer."""
+
+    def __init__(self, column: str, row: int, value: int) -> None:
+        super().__init__(f"row {row}: {column} holds {value}; ids are 0 (padding) or positive")
+        self.column, self.row, self.value = column, row, value
+
+
 class Recommender:
     """A loaded model with the vocabularies it was trained on."""
 
@@ -116,11 +124,28 @@ class Recommender:
 
     @torch.no_grad()
     def hidden(self, batch: dict[str, np.ndarray]) -> torch.Tensor:
-        tensors = {
-            k: torch.as_tensor(v)
-            for k, v in batch.items()
-            if k in ("item_idx", "event_type_idx", "category_idx", "time_gap")
+        """The encoder's output for ``[B, T]`` index windows (0 = padding). ``[B, H]``
+
+        Ids the model never saw (an item, category or event type added to the vocabulary
+        after training: ids only ever grow) are read as ``<unk>``. A negative id raises
+        :class:`BadIndexError` naming its row.
+        """
+        known = {
+            "item_idx": self.config.n_items,
+            "event_type_idx": self.config.n_event_types,
+            "category_idx": self.config.n_categories,
         }
+        tensors = {}
+        for key, values in batch.items():
+            if key in known:
+                values = np.asarray(values)
+                if values.size and values.min() < 0:
+                    row = int(np.flatnonzero((values < 0).any(axis=-1))[0])
+                    raise BadIndexError(key, row, int(values[row].min()))
+                values = np.where(values > known[key], OOV_IDX, values)
+            elif key != "time_gap":
+                continue
+            tensors[key] = torch.as_tensor(values)
         return self.model.predict_hidden(tensors)  # [B, H]
 
     @torch.no_grad()

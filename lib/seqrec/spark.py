@@ -9,9 +9,12 @@ settings are only filled in where the user left them unset.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
+import shutil
 import sys
+import tempfile
 import urllib.request
 from pathlib import Path
 
@@ -140,3 +143,34 @@ if __name__ == "__main__":
     spark = get_spark("seqrec-warmup", master="local[1]")
     print(f"Spark {spark.version} with Delta ready; jars: {spark.conf.get('spark.jars')}")
     spark.stop()
+
+
+_SHIPPED: dict[tuple[str, str], Path] = {}  # (application id, name) -> the copy Spark serves
+
+
+def ship_folder(spark: SparkSession, folder: str | Path, prefix: str) -> str:
+    """Send ``folder`` to every executor (``SparkContext.addFile``); returns the name under
+    which ``SparkFiles.get`` finds it there.
+
+    Spark keeps each shipped name for the whole session and refuses a second folder of the same
+    name with other contents, and the workers keep what they loaded by path. So the folder goes
+    out as ``<prefix>-<digest of its contents>``: one session can score with one model, then
+    another, and shipping the same model again reuses what the workers already loaded.
+    """
+    source = Path(folder).resolve()
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(source).as_posix().encode() + b"\0")
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    name = f"{prefix}-{digest.hexdigest()[:16]}"
+    key = (spark.sparkContext.applicationId, name)
+    if key not in _SHIPPED:
+        # Executors may fetch the folder from the driver later: the copy lives until exit.
+        staged = Path(tempfile.mkdtemp(prefix="seqrec-shipped-")) / name
+        atexit.register(shutil.rmtree, staged.parent, True)
+        shutil.copytree(source, staged)
+        spark.sparkContext.addFile(str(staged), recursive=True)
+        _SHIPPED[key] = staged
+    return name

@@ -11,6 +11,7 @@ previously published outputs untouched.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from delta.tables import DeltaTable
@@ -96,18 +97,29 @@ def replace_delta_partition(df: DataFrame, path: str, column: str, value: str) -
     )
 
 
-def merge_delta(df: DataFrame, path: str, key: str) -> None:
-    """Upsert ``df`` into the Delta table at ``path`` on ``key`` (creates it on first use)."""
+def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()) -> None:
+    """Upsert ``df`` into the Delta table at ``path`` on ``key`` (creates it on first use).
+
+    A change in a ``volatile`` column alone (e.g. when the row was computed) does not update
+    a row: rerunning the same input leaves the table's contents exactly as they were. When
+    ``df`` brings a column the table lacks, every matched row is updated so none is left
+    without it.
+    """
     spark = df.sparkSession
     if not DeltaTable.isDeltaTable(spark, path):
         df.write.format("delta").mode("errorifexists").save(path)
         return
+    table = DeltaTable.forPath(spark, path)
+    compared = [c for c in df.columns if c != key and c not in volatile]
+    changed = None
+    if volatile and set(df.columns) <= set(table.toDF().columns):
+        # <=> is equality with null equal to null, on nested arrays and structs as well
+        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compared) or "false"
     (
-        DeltaTable.forPath(spark, path)
-        .alias("t")
+        table.alias("t")
         .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
         .withSchemaEvolution()  # a column added by a newer job (e.g. a profile) joins the table
-        .whenMatchedUpdateAll()
+        .whenMatchedUpdateAll(condition=changed)
         .whenNotMatchedInsertAll()
         .execute()
     )
