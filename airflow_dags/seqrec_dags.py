@@ -7,6 +7,9 @@ when a task runs (defaults suit a local checkout):
 - ``seqrec_source``, ``seqrec_input``: what build_sequences reads (``synthetic`` needs no input);
 - ``seqrec_events``: how many events the ``synthetic`` source generates;
 - ``seqrec_data``, ``seqrec_table``: the sequences folder and the recommendations Delta table;
+- ``seqrec_score_since``: which users the nightly run scores: ``last-run`` (the default) scores
+  those active since the table's last run date, and everyone when the champion changed; a date
+  scores those active since then; an empty string scores every user;
 - ``seqrec_spark_jars``: jars for ``--jars``, by default the Delta jars that ``make setup``
   caches (``SEQREC_JARS_DIR``, else ``~/.cache/seqrec/jars``). The jobs fill in the Delta SQL
   settings themselves, but a JVM that spark-submit started cannot load jars added afterwards, so
@@ -80,6 +83,7 @@ with DAG(
             "--data", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
             "--table", _setting("seqrec_table", f"{PROJECT}/output/airflow/recommendations"),
             "--run-date", RUN_DATE,
+            "--since", _setting("seqrec_score_since", "last-run"),
         ],
     )  # fmt: skip
     nightly_build >> score

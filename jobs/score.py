@@ -1,11 +1,13 @@
 """Nightly scoring: per-user top-K, interests and purchase intent, MERGEd into a Delta table.
 
     spark-submit jobs/score.py --data output/demo --table output/demo/recommendations \
-        --run-date 2026-11-28 [--model-version 3] [--since 2026-11-27] [--k 20]
+        --run-date 2026-11-28 [--model-version 3] [--since 2026-11-27 | last-run] [--k 20]
 
 Loads ``models:/<name>@champion`` (or ``--model-version``) from the MLflow registry, checks that
 its vocabulary fits the sequences, scores every user (or only those active since ``--since``)
-inside Spark and MERGEs on ``user_id``. Any check that fails stops the job before anything is
+inside Spark and MERGEs on ``user_id``. ``--since last-run`` scores only the users active since
+the table's last run date, unless some row came from another model: a user with no new event
+would get the very same recommendations from the same model. Any check that fails stops the job before anything is
 written; the MERGE is one Delta transaction, so a failed run leaves the table as it was. A row
 whose only change would be its ``scored_at`` is left as it is, so rerunning a date leaves the
 table's contents exactly as they were.
@@ -23,11 +25,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `p
 
 from mlflow.exceptions import MlflowException  # noqa: E402
 from pyspark.sql import DataFrame, SparkSession  # noqa: E402
+from pyspark.sql import functions as F  # noqa: E402
 
 from seqrec import schemas, scoring, serving  # noqa: E402
 from seqrec.io import registry, tables  # noqa: E402
 from seqrec.showcase import show_recommendations  # noqa: E402
 from seqrec.spark import get_spark, ship_folder  # noqa: E402
+
+LAST_RUN = "last-run"
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,7 @@ class ScoreConfig:
     model_version: str | None = None  # explicit version; default: the champion alias
     k: int = 20  # recommendations per user
     exclude_seen: bool = True  # never recommend items already in the user's history
-    since: str | None = None  # only users with an event at/after this date (YYYY-MM-DD)
+    since: str | None = None  # only users with an event at/after this date, or LAST_RUN
     profiles: bool = True  # add each user's history interest profile (needs item categories)
     profile_depth: int = 0  # category levels in the profile (0 = the whole path)
     interest_model: str | None = None  # classifier folder: fills the items' missing categories
@@ -64,7 +69,13 @@ class ScoreConfig:
             default=cls.exclude_seen,
             help="exclude items the user has already interacted with",
         )
-        parser.add_argument("--since", help="only users active since this date")
+        parser.add_argument(
+            "--since",
+            help=f"only users active since this date (YYYY-MM-DD); '{LAST_RUN}': since the "
+            "table's latest run_date when every row came from this model version, else every "
+            "user (the others' recommendations, interests and intent would not change: same "
+            "model, same history)",
+        )
         parser.add_argument(
             "--profiles",
             action=argparse.BooleanOptionalAction,
@@ -91,7 +102,13 @@ class ScoreConfig:
             help="after writing, print this many users' recent history beside their "
             "recommendations, with titles (what jobs/show_recommendations.py prints)",
         )
-        return cls(**vars(parser.parse_args(argv)))
+        args = parser.parse_args(argv)
+        if args.since and args.since != LAST_RUN:
+            try:
+                datetime.fromisoformat(args.since)
+            except ValueError:
+                parser.error(f"--since {args.since!r}: give a date (YYYY-MM-DD) or '{LAST_RUN}'")
+        return cls(**vars(args))
 
 
 def _with_profiles(
@@ -115,6 +132,39 @@ def _with_profiles(
         print("[score] neither items nor events have a category: no interest_profile", flush=True)
         return scores
     return scoring.with_profiles(scores, *inputs)
+
+
+def _since(spark: SparkSession, config: ScoreConfig, version: str) -> str | None:
+    """The date to score from: ``--since`` as given, or for ``last-run`` the table's latest
+    run date when every row came from this model version; None scores every user."""
+    if config.since != LAST_RUN:
+        return config.since or None
+    if not tables.is_delta(spark, config.table):
+        print(f"[score] --since {LAST_RUN}: no table yet, so every user is scored", flush=True)
+        return None
+    this_model = (F.col(scoring.MODEL_NAME) == config.model_name) & (
+        F.col(scoring.MODEL_VERSION) == version
+    )
+    last = (
+        spark.read.format("delta")
+        .load(config.table)
+        .agg(
+            F.max(schemas.RUN_DATE).alias("run_date"),
+            F.count_if(~this_model).alias("other_model"),
+        )
+        .first()
+    )
+    assert last is not None  # an aggregate always has one row
+    if last["run_date"] is None or last["other_model"]:
+        print(
+            f"[score] --since {LAST_RUN}: {last['other_model']} rows come from another model "
+            f"than {config.model_name} v{version}, so every user is scored",
+            flush=True,
+        )
+        return None
+    since = str(last["run_date"])
+    print(f"[score] --since {LAST_RUN}: users active since {since}, the table's last run date")
+    return since
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,10 +200,12 @@ def main(argv: list[str] | None = None) -> int:
     spark = get_spark("seqrec-score")
     item_vocab = tables.read_parquet(spark, f"{config.data}/vocab/item").toArrow()
     scoring.check_vocabulary(model_dir, item_vocab)
-    users = scoring.active_since(
-        tables.read_parquet(spark, f"{config.data}/sequences"), config.since
-    )
+    since = _since(spark, config, version)
+    users = scoring.active_since(tables.read_parquet(spark, f"{config.data}/sequences"), since)
     if users.isEmpty():
+        if config.since == LAST_RUN and since is not None:
+            print(f"[score] no user is active since {since}: the table stays as it is", flush=True)
+            return 0
         raise SystemExit(f"[score] no users to score in {config.data}; nothing was written.")
     shipped = ship_folder(spark, model_dir, "seqrec-model")
     scores = scoring.score_users(users, shipped, k=config.k, exclude_seen=config.exclude_seen)

@@ -55,9 +55,9 @@ def _register(root: Path, vocabs: dict[str, pa.Table], n_categories: int, seed: 
 
 @pytest.fixture(scope="module")
 def setup(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
-    """Sequences, and two registered versions with no champion yet: v1 fits the sequences but
-    knows one category fewer than they hold (one added after training, as the vocabulary
-    grows); v2 numbers the items otherwise than the sequences do."""
+    """Sequences, and three registered versions with no champion yet: v1 fits the sequences
+    but knows one category fewer than they hold (one added after training, as the vocabulary
+    grows); v2 numbers the items otherwise than the sequences do; v3 is v1 with other weights."""
     root = tmp_path_factory.mktemp("score_job")
     data_dir = tiny_dataset(root / "data")
     items = _vocab(data_dir, "item")
@@ -76,7 +76,8 @@ def setup(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
         known = categories.filter(pc.less_equal(categories[schemas.VOCAB_IDX], n_categories))
         fits = _register(root, {"item": items, "category": known}, n_categories, seed=1)
         moved = _register(root, {"item": renumbered, "category": known}, n_categories, seed=2)
-        yield {"root": root, "data": data_dir, "fits": fits, "moved": moved}
+        other = _register(root, {"item": items, "category": known}, n_categories, seed=3)
+        yield {"root": root, "data": data_dir, "fits": fits, "moved": moved, "other": other}
 
 
 def _run(setup: dict, table: Path, *extra: str, data: Path | None = None) -> int:
@@ -164,4 +165,39 @@ def test_a_run_that_fails_half_way_leaves_the_table_as_it_was(spark, setup) -> N
             setup, table, "--model-version", setup["fits"], "--run-date", "2026-11-29", data=corrupt
         )
     assert "rebuild them with jobs/build_sequences.py" in str(error.value)
+    assert _snapshot(spark, table) == before
+
+
+def test_since_last_run_scores_the_active_users_until_the_model_changes(spark, setup) -> None:
+    table = setup["root"] / "recs_last_run"
+    # the same histories, with the first ten users' events two days later (2023-11-16)
+    data = setup["root"] / "data_later"
+    shutil.copytree(setup["data"], data)
+    part = data / "sequences" / "part-0.parquet"
+    users = pq.read_table(part).to_pylist()
+    for user in users[:10]:
+        user[schemas.SEQ_TIMES] = [t + 2 * 86_400 for t in user[schemas.SEQ_TIMES]]
+    pq.write_table(pa.Table.from_pylist(users), part)
+    moved = {f"u{i}" for i in range(10)}
+
+    def run(run_date: str, version: str) -> dict:
+        args = ("--since", "last-run", "--run-date", run_date, "--model-version", version)
+        assert _run(setup, table, *args, data=data) == 0
+        return {r[schemas.USER_ID]: r for r in _snapshot(spark, table)[1]}
+
+    first = run("2023-11-15", setup["fits"])  # no table yet: every user
+    assert {str(r[schemas.RUN_DATE]) for r in first.values()} == {"2023-11-15"}
+    assert len(first) == N_USERS
+
+    second = run("2023-11-16", setup["fits"])  # active since 2023-11-15: the ten moved users
+    assert {u for u, r in second.items() if str(r[schemas.RUN_DATE]) == "2023-11-16"} == moved
+    for user, row in second.items():  # same model, same history: the same recommendations
+        assert row[scoring.RECOMMENDATIONS] == first[user][scoring.RECOMMENDATIONS]
+
+    third = run("2023-11-17", setup["other"])  # another model: every user again
+    assert {r[scoring.MODEL_VERSION] for r in third.values()} == {setup["other"]}
+    assert {str(r[schemas.RUN_DATE]) for r in third.values()} == {"2023-11-17"}
+
+    before = _snapshot(spark, table)
+    run("2023-11-18", setup["other"])  # nobody active since 2023-11-17: nothing to do
     assert _snapshot(spark, table) == before

@@ -97,6 +97,11 @@ def replace_delta_partition(df: DataFrame, path: str, column: str, value: str) -
     )
 
 
+def is_delta(spark: SparkSession, path: str) -> bool:
+    """Whether ``path`` holds a Delta table."""
+    return bool(DeltaTable.isDeltaTable(spark, path))
+
+
 def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()) -> None:
     """Upsert ``df`` into the Delta table at ``path`` on ``key`` (creates it on first use).
 
@@ -106,7 +111,7 @@ def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()
     without it.
     """
     spark = df.sparkSession
-    if not DeltaTable.isDeltaTable(spark, path):
+    if not is_delta(spark, path):
         df.write.format("delta").mode("errorifexists").save(path)
         return
     table = DeltaTable.forPath(spark, path)
