@@ -258,7 +258,7 @@ def _warm_scorer(
     """The model loaded as a worker loads it, one file's Arrow batches, and one warm-up chunk."""
     scorer = scoring.BatchScorer(serving.load_model(model_dir))
     batches = pq.read_table(path).to_batches(max_chunksize=10_000)  # Spark's Arrow batch size
-    for _ in scoring.score_batches(scorer, batches[:1], K, True, 3, batch_size):
+    for _ in scoring.score_batches(scorer, batches[:1], K, scoring.EXCLUDE_SEEN, 3, batch_size):
         break
     return scorer, batches
 
@@ -266,7 +266,8 @@ def _warm_scorer(
 def _score_all(scorer: scoring.BatchScorer, batches: list[pa.RecordBatch], batch_size: int) -> int:
     """What one Spark task runs over these batches; returns the users scored."""
     return sum(
-        out.num_rows for out in scoring.score_batches(scorer, batches, K, True, 3, batch_size)
+        out.num_rows
+        for out in scoring.score_batches(scorer, batches, K, scoring.EXCLUDE_SEEN, 3, batch_size)
     )
 
 

@@ -43,7 +43,7 @@ class ScoreConfig:
     model_name: str = "seqrec-recommender"  # registered model
     model_version: str | None = None  # explicit version; default: the champion alias
     k: int = 20  # recommendations per user
-    exclude_seen: bool = True  # never recommend items already in the user's history
+    exclude: str = scoring.EXCLUDE_SEEN  # never recommended: the history's items, purchases, none
     since: str | None = None  # only users with an event at/after this date, or LAST_RUN
     profiles: bool = True  # add each user's history interest profile (needs item categories)
     profile_depth: int = 0  # category levels in the profile (0 = the whole path)
@@ -64,10 +64,12 @@ class ScoreConfig:
         parser.add_argument("--model-version", help="version to use instead of @champion")
         parser.add_argument("--k", type=int, default=cls.k, help="recommendations per user")
         parser.add_argument(
-            "--exclude-seen",
-            action=argparse.BooleanOptionalAction,
-            default=cls.exclude_seen,
-            help="exclude items the user has already interacted with",
+            "--exclude",
+            choices=scoring.EXCLUDE_CHOICES,
+            default=cls.exclude,
+            help="items never recommended to a user: every item of their history (seen), only "
+            "the ones they bought (purchased: the model's event types must include "
+            f"'{schemas.PURCHASE}'), or none",
         )
         parser.add_argument(
             "--since",
@@ -103,6 +105,8 @@ class ScoreConfig:
             "recommendations, with titles (what jobs/show_recommendations.py prints)",
         )
         args = parser.parse_args(argv)
+        if args.k < 1:
+            parser.error(f"--k {args.k}: give at least 1 recommendation per user")
         if args.since and args.since != LAST_RUN:
             try:
                 datetime.fromisoformat(args.since)
@@ -191,12 +195,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{registry.tracking_uri()} ({str(error).splitlines()[0]}). Nothing was written."
         ) from error
     try:  # load once here so a broken model fails before any Spark work, with a clear message
-        serving.load_model(model_dir)
+        model = serving.load_model(model_dir)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise SystemExit(
             f"[score] model {config.model_name} v{version} cannot be loaded by this seqrec "
             f"({type(error).__name__}: {str(error).splitlines()[0]}). Nothing was written."
         ) from error
+    if config.exclude == scoring.EXCLUDE_PURCHASED:
+        scoring.purchase_event_id(model)  # a model that knows no purchases stops here
     spark = get_spark("seqrec-score")
     item_vocab = tables.read_parquet(spark, f"{config.data}/vocab/item").toArrow()
     scoring.check_vocabulary(model_dir, item_vocab)
@@ -208,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         raise SystemExit(f"[score] no users to score in {config.data}; nothing was written.")
     shipped = ship_folder(spark, model_dir, "seqrec-model")
-    scores = scoring.score_users(users, shipped, k=config.k, exclude_seen=config.exclude_seen)
+    scores = scoring.score_users(users, shipped, k=config.k, exclude=config.exclude)
     if config.profiles:
         scores = _with_profiles(spark, config, users, scores)
     output = scoring.with_lineage(scores, config.model_name, version, config.run_date, scored_at)

@@ -57,7 +57,8 @@ def _register(root: Path, vocabs: dict[str, pa.Table], n_categories: int, seed: 
 def setup(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     """Sequences, and three registered versions with no champion yet: v1 fits the sequences
     but knows one category fewer than they hold (one added after training, as the vocabulary
-    grows); v2 numbers the items otherwise than the sequences do; v3 is v1 with other weights."""
+    grows); v2 numbers the items otherwise than the sequences do; v3 is v1 with other weights.
+    None has an event-type vocabulary, so none can tell purchases apart."""
     root = tmp_path_factory.mktemp("score_job")
     data_dir = tiny_dataset(root / "data")
     items = _vocab(data_dir, "item")
@@ -139,6 +140,8 @@ def test_refusals_leave_the_table_as_it_was(spark, setup) -> None:
 
     with pytest.raises(scoring.ScoringInputError, match="does not match"):
         _run(setup, table, "--model-version", setup["moved"])
+    with pytest.raises(scoring.ScoringInputError, match="needs the event type 'purchase'"):
+        _run(setup, table, "--model-version", setup["fits"], "--exclude", "purchased")
     with pytest.raises(SystemExit, match="no users to score"):
         _run(setup, table, "--model-version", setup["fits"], "--since", "2030-01-01")
     with pytest.raises(SystemExit, match="model 'recs-job' has no version 99"):

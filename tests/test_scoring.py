@@ -243,7 +243,12 @@ def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup)
     users = pq.read_table(data_dir / "sequences")  # 6 to 10 events; the model reads 8
     # Chunks of 3 users after sorting by length: windows of 6, 7 and 8 columns, not 8 always.
     batches = scoring.score_batches(
-        scoring.BatchScorer(model), users.to_batches(max_chunksize=16), K, True, 3, batch_size=3
+        scoring.BatchScorer(model),
+        users.to_batches(max_chunksize=16),
+        K,
+        scoring.EXCLUDE_SEEN,
+        3,
+        batch_size=3,
     )
     got = {row[schemas.USER_ID]: row for batch in batches for row in batch.to_pylist()}
     expected = model.predict(users.to_pandas(), params={"k": K})
@@ -256,6 +261,41 @@ def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup)
     ):
         assert [r[schemas.ITEM_ID] for r in got[user][scoring.RECOMMENDATIONS]] == list(ids)
         assert got[user][scoring.PURCHASE_INTENT] == pytest.approx(intent, abs=1e-5)
+
+
+def test_exclusion_leaves_out_the_history_the_purchases_or_nothing(scored_setup) -> None:
+    data_dir, model_dir = scored_setup
+    model = serving.load_model(model_dir)
+    scorer = scoring.BatchScorer(model)
+    users = pq.read_table(data_dir / "sequences")
+    every_item = set(range(2, N_ITEMS + 1))  # 0 is padding and 1 <unk>: never recommended
+    purchase = scoring.purchase_event_id(model)  # tiny_dataset's purchases: items 5, 10, ...
+    for exclude in scoring.EXCLUDE_CHOICES:
+        # k = the whole catalogue: each list is every item that may be recommended
+        batches = scoring.score_batches(
+            scorer, users.to_batches(), N_ITEMS, exclude, 3, batch_size=16
+        )
+        got = {r[schemas.USER_ID]: r for b in batches for r in b.to_pylist()}
+        for user in users.to_pylist():
+            history = list(zip(user[schemas.SEQ_ITEMS], user[schemas.SEQ_EVENT_TYPES], strict=True))
+            left_out = {
+                scoring.EXCLUDE_SEEN: {item for item, _ in history},
+                scoring.EXCLUDE_PURCHASED: {item for item, kind in history if kind == purchase},
+                scoring.EXCLUDE_NONE: set(),
+            }[exclude]
+            recommended = [
+                r[schemas.ITEM_ID] for r in got[user[schemas.USER_ID]][scoring.RECOMMENDATIONS]
+            ]
+            assert sorted(recommended) == sorted(f"item{i}" for i in every_item - left_out)
+    with pytest.raises(ValueError, match="exclude must be one of"):
+        next(scoring.score_batches(scorer, users.to_batches(), 5, "bought", 3, batch_size=16))
+    model.vocabs.pop("event_type")  # a model that knows no purchases
+    with pytest.raises(scoring.ScoringInputError, match="needs the event type 'purchase'"):
+        next(
+            scoring.score_batches(
+                scoring.BatchScorer(model), users.to_batches(), 5, "purchased", 3, batch_size=16
+            )
+        )
 
 
 def test_ids_newer_than_the_model_read_as_unknown_and_negative_ids_name_their_row(
