@@ -7,10 +7,12 @@ Loads ``models:/<name>@champion`` (or ``--model-version``) from the MLflow regis
 its vocabulary fits the sequences, scores every user (or only those active since ``--since``)
 inside Spark and MERGEs on ``user_id``. ``--since last-run`` scores only the users active since
 the table's last run date, unless some row came from another model: a user with no new event
-would get the very same recommendations from the same model. Any check that fails stops the job before anything is
-written; the MERGE is one Delta transaction, so a failed run leaves the table as it was. A row
-whose only change would be its ``scored_at`` is left as it is, so rerunning a date leaves the
-table's contents exactly as they were.
+would get the very same recommendations from the same model.
+
+Any check that fails stops the job before anything is written; the MERGE is one Delta
+transaction, so a failed run leaves the table as it was. A row whose only change would be its
+``scored_at`` is left as it is, so rerunning a date leaves the table's contents exactly as they
+were.
 """
 
 from __future__ import annotations

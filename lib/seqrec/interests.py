@@ -860,7 +860,8 @@ def fill_missing_spark(items: DataFrame, model_file: str, batch_size: int = 64) 
 def with_filled_categories(items: DataFrame, folder: str | Path, batch_size: int = 64) -> DataFrame:
     """``items`` (ITEM_META-like) with every null or blank category replaced by the classifier's
     prediction from the item's text; a predicted :data:`OTHER` (a merged rare class) stays null.
-    Known categories are never changed. The classifier folder is shipped with :func:`seqrec.spark.ship_folder`."""
+    Known categories are never changed. The classifier folder is shipped with
+    :func:`seqrec.spark.ship_folder`."""
     path = Path(folder).resolve()
     if not (path / CONFIG_FILE).is_file():
         raise FileNotFoundError(

@@ -1,10 +1,11 @@
 """Score every user's sequence with a registered model inside Spark (``mapInArrow``).
 
 The model folder is shipped to the executors with :func:`seqrec.spark.ship_folder` (Spark's
-``addFile`` under a name made from its contents) and loaded once per Python worker. Each Arrow batch of users is sorted by history length and cut into chunks; each
-chunk is one batched forward pass (only as wide as its longest history), one matrix product
-against the item table and one top-k, with inputs and outputs converted by numpy and Arrow
-array operations rather than per-user Python. Users never travel to the driver.
+``addFile`` under a name made from its contents) and loaded once per Python worker. Each Arrow
+batch of users is sorted by history length and cut into chunks; each chunk is one batched
+forward pass (only as wide as its longest history), one matrix product against the item table
+and one top-k, with inputs and outputs converted by numpy and Arrow array operations rather
+than per-user Python. Users never travel to the driver.
 """
 
 from __future__ import annotations

@@ -138,13 +138,6 @@ def get_spark(
     return session
 
 
-if __name__ == "__main__":
-    # `python -m seqrec.spark` resolves and caches the Delta jars once (used by `make setup`).
-    spark = get_spark("seqrec-warmup", master="local[1]")
-    print(f"Spark {spark.version} with Delta ready; jars: {spark.conf.get('spark.jars')}")
-    spark.stop()
-
-
 _SHIPPED: dict[tuple[str, str], Path] = {}  # (application id, name) -> the copy Spark serves
 
 
@@ -174,3 +167,10 @@ def ship_folder(spark: SparkSession, folder: str | Path, prefix: str) -> str:
         spark.sparkContext.addFile(str(staged), recursive=True)
         _SHIPPED[key] = staged
     return name
+
+
+if __name__ == "__main__":
+    # `python -m seqrec.spark` resolves and caches the Delta jars once (used by `make setup`).
+    spark = get_spark("seqrec-warmup", master="local[1]")
+    print(f"Spark {spark.version} with Delta ready; jars: {spark.conf.get('spark.jars')}")
+    spark.stop()
