@@ -124,7 +124,7 @@ def test_the_champion_scores_every_user_and_a_rerun_changes_nothing(spark, setup
     assert {r[scoring.MODEL_NAME] for r in rows} == {NAME}
     assert {str(r[schemas.RUN_DATE]) for r in rows} == {"2026-11-28"}
     assert all(len(r[scoring.RECOMMENDATIONS]) == 5 for r in rows)
-    # the newest category id is one the model never saw: read as <unk>, not an error
+    # Category 4, in most histories, is newer than the model: read as <unk>, it failed nothing.
     assert all(r[scoring.INTERESTS] for r in rows)
 
     assert _run(setup, table) == 0  # the same date again, with a new scored_at
@@ -154,8 +154,8 @@ def test_a_run_that_fails_half_way_leaves_the_table_as_it_was(spark, setup) -> N
     assert _run(setup, table, "--model-version", setup["fits"]) == 0
     before = _snapshot(spark, table)
 
-    # The same data, with one user's history corrupted in the second of its two files: the
-    # first file's task scores its users, the second one's fails.
+    # The same data, with one user's history corrupted in the second of its two files: one
+    # Spark task scores its users and the other fails, during the MERGE's job.
     corrupt = setup["root"] / "data_corrupt"
     shutil.copytree(setup["data"], corrupt)
     part = corrupt / "sequences" / "part-1.parquet"
