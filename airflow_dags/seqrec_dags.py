@@ -1,4 +1,4 @@
-"""seqrec schedules: nightly build -> score, weekly build -> train (evaluate + promote if better).
+"""seqrec schedules: nightly build -> score, weekly build -> train -> evaluate -> promote.
 
 Wiring only: every task is a ``spark-submit`` of a ``jobs/*.py`` with the run's logical date as
 ``--run-date``, so reruns and backfills are exact. Settings come from Airflow Variables, read
@@ -98,14 +98,11 @@ with DAG(
     tags=["seqrec", "training"],
 ) as weekly:
     weekly_build = _job("build_sequences", "build_sequences.py", _build_args())
-    # train.py evaluates on validation and test, registers the version and moves the
-    # 'champion' alias only when it beats the current champion on the same validation data.
-    train = _job(
-        "train_evaluate_promote",
-        "train.py",
-        [
-            "--data", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
-            "--run-date", RUN_DATE,
-        ],
-    )  # fmt: skip
-    weekly_build >> train
+    data_dir = _setting("seqrec_data", f"{PROJECT}/output/airflow")
+    # train.py logs its validation and test figures and registers the version, tagged with
+    # the run date; evaluate.py scores it and the champion on the same validation data;
+    # promote.py moves the 'champion' alias only when the new version did better.
+    train = _job("train", "train.py", ["--data", data_dir, "--run-date", RUN_DATE, "--no-promote"])
+    evaluate = _job("evaluate", "evaluate.py", ["--data", data_dir, "--run-date", RUN_DATE])
+    promote = _job("promote", "promote.py", ["--run-date", RUN_DATE])
+    weekly_build >> train >> evaluate >> promote

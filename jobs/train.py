@@ -12,6 +12,10 @@ this process with ``--no-distributed``. Item text vectors that the build wrote
 (``DATA/item_vectors``) are used when present; ``--item-vectors off`` trains without them,
 ``--item-vectors PATH`` takes the output of ``jobs/embed_items.py``. The last line printed is
 one JSON object with the figures and the registered version.
+
+With ``--no-promote`` the version is only registered (tagged with the run date), and the
+``champion`` alias is left to ``jobs/evaluate.py`` and ``jobs/promote.py``: the weekly DAG's
+train, evaluate and promote tasks.
 """
 
 from __future__ import annotations
@@ -23,7 +27,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
 
-from seqrec.trainer import TrainJobConfig, log_and_promote, run_distributed  # noqa: E402
+from seqrec.trainer import (  # noqa: E402
+    TrainJobConfig,
+    log_and_promote,
+    log_and_register,
+    run_distributed,
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,10 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[train] item text vectors: {result['item_vectors']}", flush=True)
     print(f"[train] best epoch {result['best_epoch']}: valid {result['valid']}", flush=True)
     print(f"[train] test ({config.protocol}): {result['test']}", flush=True)
-    registered = log_and_promote(config, result)
+    if config.promote:
+        registered = log_and_promote(config, result)
+        outcome = f"promoted={registered['promoted']}"
+    else:
+        registered = log_and_register(config, result)
+        outcome = "not promoted here (--no-promote): jobs/evaluate.py and jobs/promote.py follow"
     print(
-        f"[train] registered {config.registered_model} v{registered['model_version']}, "
-        f"promoted={registered['promoted']}",
+        f"[train] registered {config.registered_model} v{registered['model_version']}, {outcome}",
         flush=True,
     )
     print(

@@ -3,8 +3,11 @@ the sessionization tests."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +39,17 @@ def event(
 
 
 KEYS = {"event_type": ["view", "purchase"]}  # event-type ids 2 and 3
+
+
+def load_job(name: str) -> ModuleType:
+    """``jobs/<name>.py`` as a module, to run its ``main`` in the test process."""
+    path = Path(__file__).resolve().parents[1] / "jobs" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"seqrec_job_{name}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # a dataclass in it looks its module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def tiny_dataset(root: Path) -> Path:

@@ -69,7 +69,12 @@ def test_dagbag_has_no_import_errors(dagbag) -> None:
         ("seqrec_nightly_scoring", {"build_sequences": {"score"}, "score": set()}),
         (
             "seqrec_weekly_training",
-            {"build_sequences": {"train_evaluate_promote"}, "train_evaluate_promote": set()},
+            {
+                "build_sequences": {"train"},
+                "train": {"evaluate"},
+                "evaluate": {"promote"},
+                "promote": set(),
+            },
         ),
     ],
 )

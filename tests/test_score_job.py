@@ -3,9 +3,7 @@ that a rerun changes nothing, and that every refusal or failure leaves the table
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,14 +18,9 @@ from delta.tables import DeltaTable
 from seqrec import schemas, scoring, serving
 from seqrec.io import registry
 from seqrec.models import build_model
-from tests.helpers import N_ITEMS, tiny_dataset
+from tests.helpers import N_ITEMS, load_job, tiny_dataset
 
-JOB = Path(__file__).resolve().parents[1] / "jobs" / "score.py"
-_spec = importlib.util.spec_from_file_location("seqrec_score_job", JOB)
-assert _spec is not None and _spec.loader is not None
-score_job = importlib.util.module_from_spec(_spec)
-sys.modules[_spec.name] = score_job  # its dataclass looks its module up there
-_spec.loader.exec_module(score_job)
+score_job = load_job("score")
 
 NAME = "recs-job"
 N_USERS = 40  # tiny_dataset's

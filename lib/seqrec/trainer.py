@@ -67,6 +67,7 @@ class TrainJobConfig:
     item_vectors: str = "auto"  # item text vectors: "auto" = <data>/item_vectors if present,
     #   "off" = none, else an item_id -> vector Parquet path (jobs/embed_items.py output)
     seed: int = 42  # seeds torch, numpy and the data shuffling
+    promote: bool = True  # False: register only; jobs/evaluate.py and jobs/promote.py follow
 
     @classmethod
     def from_args(cls, argv: list[str] | None = None) -> TrainJobConfig:
@@ -75,7 +76,9 @@ class TrainJobConfig:
             description=(
                 "Train a sequence model on the output of build_sequences.py, evaluate it with "
                 "full ranking, log it to MLflow, register it and promote it to 'champion' "
-                "only if it beats the current champion on the same validation data."
+                "only if it beats the current champion on the same validation data. With "
+                "--no-promote it only registers the version: jobs/evaluate.py and "
+                "jobs/promote.py then compare and promote it."
             ),
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
@@ -363,8 +366,12 @@ def champion_validation(champion_dir: Path, config: TrainJobConfig) -> tuple[flo
     return metrics["ndcg@10"], champion.fingerprint
 
 
-def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str, Any]:
-    """Log the run to MLflow, register the model, promote it if it beats the champion."""
+def log_and_register(config: TrainJobConfig, result: dict[str, Any]) -> dict[str, Any]:
+    """Log the run to MLflow and register the model; the ``champion`` alias is not touched.
+
+    The version is tagged with the run date, model and protocol, so that
+    :func:`version_for_run_date` finds it for the evaluation and promotion steps.
+    """
     import mlflow
 
     from seqrec.io import registry
@@ -393,24 +400,132 @@ def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str,
             config.registered_model,
             tags={"run_date": config.run_date, "model": config.model, "protocol": config.protocol},
         )
-        current = registry.champion(config.registered_model)
-        champion_value = None
-        if current is not None:
-            champion_dir = registry.download_model(
-                f"models:/{config.registered_model}/{current.version}"
-            )
-            champion_value, _ = champion_validation(champion_dir, config)
-        new_value = result["valid"]["ndcg@10"]
-        promoted = registry.promote_if_better(
-            config.registered_model, version.version, "ndcg10", new_value, champion_value
+    return {"run_id": run.info.run_id, "model_version": version.version}
+
+
+def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str, Any]:
+    """Log the run to MLflow, register the model, promote it if it beats the champion."""
+    import mlflow
+
+    from seqrec.io import registry
+
+    registered = log_and_register(config, result)
+    current = registry.champion(config.registered_model)
+    champion_value = None
+    if current is not None:
+        champion_dir = registry.download_model(
+            f"models:/{config.registered_model}/{current.version}"
         )
+        champion_value, _ = champion_validation(champion_dir, config)
+    new_value = result["valid"]["ndcg@10"]
+    promoted = registry.promote_if_better(
+        config.registered_model, registered["model_version"], "ndcg10", new_value, champion_value
+    )
+    with mlflow.start_run(run_id=registered["run_id"]):  # the comparison joins the run
         mlflow.log_metric(
             "champion_valid_ndcg10", -1.0 if champion_value is None else champion_value
         )
     return {
-        "run_id": run.info.run_id,
-        "model_version": version.version,
+        **registered,
         "promoted": promoted,
         "valid_ndcg10": new_value,
+        "champion_valid_ndcg10": champion_value,
+    }
+
+
+def version_for_run_date(name: str, run_date: str) -> str:
+    """The newest version of ``name`` that the training job registered for ``run_date``."""
+    from mlflow import MlflowClient
+
+    found = [
+        int(v.version)
+        for v in MlflowClient().search_model_versions(f"name = '{name}'")
+        if v.tags.get("run_date") == run_date
+    ]
+    if not found:
+        raise LookupError(
+            f"model '{name}' has no version registered for run date {run_date}: run "
+            "jobs/train.py for that date first, or pass --model-version"
+        )
+    return str(max(found))
+
+
+EVALUATED_AGAINST = "evaluated_against_champion"  # tag: the champion version it was compared to
+
+
+def evaluate_against_champion(
+    name: str, version: str, data_dir: str, run_date: str
+) -> dict[str, Any]:
+    """NDCG@10 of ``version`` and of the current champion on the same validation data (this
+    data's, with the version's protocol and window), recorded as tags on ``version`` for
+    :func:`promote_evaluated`. Both go through :func:`champion_validation`, so the figures
+    compare like with like."""
+    from mlflow import MlflowClient
+
+    from seqrec.io import registry
+
+    client = MlflowClient()
+    tags = client.get_model_version(name, version).tags
+    candidate_dir = registry.download_model(f"models:/{name}/{version}")
+    candidate = serving.load_model(candidate_dir)
+    config = TrainJobConfig(
+        data=data_dir,
+        run_date=run_date,
+        protocol=tags.get("protocol", TrainJobConfig.protocol),
+        max_len=candidate.config.max_len,
+    )
+    value, _ = champion_validation(candidate_dir, config)
+    current = registry.champion(name)
+    champion_value = None
+    if current is not None and str(current.version) != str(version):
+        champion_dir = registry.download_model(f"models:/{name}/{current.version}")
+        champion_value, _ = champion_validation(champion_dir, config)
+    against = "none" if current is None else str(current.version)
+    client.set_model_version_tag(name, version, "validation_ndcg10", f"{value:.6f}")
+    client.set_model_version_tag(
+        name,
+        version,
+        "champion_validation_ndcg10",
+        "none" if champion_value is None else f"{champion_value:.6f}",
+    )
+    client.set_model_version_tag(name, version, EVALUATED_AGAINST, against)
+    return {
+        "model_version": version,
+        "valid_ndcg10": value,
+        "champion_version": None if current is None else str(current.version),
+        "champion_valid_ndcg10": champion_value,
+    }
+
+
+def promote_evaluated(name: str, version: str) -> dict[str, Any]:
+    """Move ``champion`` to ``version`` if :func:`evaluate_against_champion` found it better
+    than the champion it was compared with. Refuses when it was never evaluated, or when the
+    champion has moved since (the comparison would be stale)."""
+    from mlflow import MlflowClient
+
+    from seqrec.io import registry
+
+    tags = MlflowClient().get_model_version(name, version).tags
+    if EVALUATED_AGAINST not in tags or "validation_ndcg10" not in tags:
+        raise LookupError(
+            f"model '{name}' v{version} has not been evaluated: run jobs/evaluate.py first"
+        )
+    current = registry.champion(name)
+    now = "none" if current is None else str(current.version)
+    if now == str(version):
+        return {"model_version": version, "promoted": True, "already_champion": True}
+    if now != tags[EVALUATED_AGAINST]:
+        raise LookupError(
+            f"model '{name}' v{version} was compared with champion {tags[EVALUATED_AGAINST]}, "
+            f"but the champion is now {now}: run jobs/evaluate.py again"
+        )
+    value = float(tags["validation_ndcg10"])
+    champion_text = tags.get("champion_validation_ndcg10", "none")
+    champion_value = None if champion_text == "none" else float(champion_text)
+    promoted = registry.promote_if_better(name, version, "ndcg10", value, champion_value)
+    return {
+        "model_version": version,
+        "promoted": promoted,
+        "valid_ndcg10": value,
         "champion_valid_ndcg10": champion_value,
     }

@@ -1,0 +1,74 @@
+"""Evaluate a registered version against the champion on the same validation data.
+
+    spark-submit jobs/evaluate.py --data output/demo --run-date 2026-11-28 [--model-version 4]
+
+The weekly DAG's step between ``jobs/train.py --no-promote`` and ``jobs/promote.py``. By default
+it takes the newest version that the training job registered for ``--run-date``. That version
+and the current ``champion`` are both scored on this data's validation split (full ranking,
+NDCG@10, the version's protocol and window; items newer than the champion's catalogue count as
+misses for it, as they would in serving). Both figures, and which champion was compared, are
+recorded as tags on the version; nothing else changes. The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
+
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from seqrec.io import registry  # noqa: E402
+from seqrec.trainer import (  # noqa: E402
+    TrainJobConfig,
+    evaluate_against_champion,
+    version_for_run_date,
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="evaluate.py",
+        description="Score a registered version and the champion on the same validation data "
+        "and record both figures on the version (jobs/promote.py reads them).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--data", required=True, help="build_sequences output folder")
+    parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--model-name", default=TrainJobConfig.registered_model, help="registered model"
+    )
+    parser.add_argument(
+        "--model-version",
+        help="version to evaluate; without it, the newest registered for --run-date",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"[evaluate] {vars(args)}", flush=True)
+    registry.configure(TrainJobConfig.experiment)
+    try:
+        version = args.model_version or version_for_run_date(args.model_name, args.run_date)
+        result = evaluate_against_champion(args.model_name, version, args.data, args.run_date)
+    except (LookupError, MlflowException) as error:
+        raise SystemExit(
+            f"[evaluate] {str(error).splitlines()[0]}. Nothing was changed."
+        ) from error
+    champion = result["champion_version"]
+    print(
+        f"[evaluate] {args.model_name} v{version}: validation NDCG@10 "
+        f"{result['valid_ndcg10']:.4f}; champion "
+        + ("none" if champion is None else f"v{champion}: {result['champion_valid_ndcg10']}"),
+        flush=True,
+    )
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

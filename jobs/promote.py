@@ -1,0 +1,59 @@
+"""Move the ``champion`` alias to an evaluated version, only if it beat the champion.
+
+    spark-submit jobs/promote.py --run-date 2026-11-28 [--model-version 4]
+
+The weekly DAG's last step, after ``jobs/evaluate.py``. It reads the figures that the evaluation
+recorded on the version and promotes it only when its validation NDCG@10 is higher than the
+champion's on the same data (or when there is no champion). It refuses a version that was never
+evaluated, and one evaluated against a champion that has moved since. The last line printed is
+one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
+
+from mlflow.exceptions import MlflowException  # noqa: E402
+
+from seqrec.io import registry  # noqa: E402
+from seqrec.trainer import TrainJobConfig, promote_evaluated, version_for_run_date  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="promote.py",
+        description="Promote an evaluated version to 'champion' only if it beat the champion.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--model-name", default=TrainJobConfig.registered_model, help="registered model"
+    )
+    parser.add_argument(
+        "--model-version",
+        help="version to promote; without it, the newest registered for --run-date",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    print(f"[promote] {vars(args)}", flush=True)
+    registry.configure(TrainJobConfig.experiment)
+    try:
+        version = args.model_version or version_for_run_date(args.model_name, args.run_date)
+        result = promote_evaluated(args.model_name, version)
+    except (LookupError, MlflowException) as error:
+        raise SystemExit(f"[promote] {str(error).splitlines()[0]}. Nothing was changed.") from error
+    print(f"[promote] {args.model_name} v{version}: promoted={result['promoted']}", flush=True)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
