@@ -10,6 +10,8 @@ when a task runs (defaults suit a local checkout):
 - ``seqrec_score_since``: which users the nightly run scores: ``last-run`` (the default) scores
   those active since the table's last run date, and everyone when the champion changed; a date
   scores those active since then; an empty string scores every user;
+- ``seqrec_train_epochs``, ``seqrec_checkpoints``: the weekly training's epoch cap (early
+  stopping usually ends sooner) and where it keeps each run's best weights;
 - ``seqrec_spark_jars``: jars for ``--jars``, by default the Delta jars that ``make setup``
   caches (``SEQREC_JARS_DIR``, else ``~/.cache/seqrec/jars``). The jobs fill in the Delta SQL
   settings themselves, but a JVM that spark-submit started cannot load jars added afterwards, so
@@ -102,7 +104,18 @@ with DAG(
     # train.py logs its validation and test figures and registers the version, tagged with
     # the run date; evaluate.py scores it and the champion on the same validation data;
     # promote.py moves the 'champion' alias only when the new version did better.
-    train = _job("train", "train.py", ["--data", data_dir, "--run-date", RUN_DATE, "--no-promote"])
+    train = _job(
+        "train",
+        "train.py",
+        [
+            "--data", data_dir,
+            "--run-date", RUN_DATE,
+            "--no-promote",
+            "--epochs", _setting("seqrec_train_epochs", "30"),
+            "--checkpoint-dir",
+            _setting("seqrec_checkpoints", f"{PROJECT}/output/airflow/checkpoints"),
+        ],
+    )  # fmt: skip
     evaluate = _job("evaluate", "evaluate.py", ["--data", data_dir, "--run-date", RUN_DATE])
     promote = _job("promote", "promote.py", ["--run-date", RUN_DATE])
     weekly_build >> train >> evaluate >> promote

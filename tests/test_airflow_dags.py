@@ -1,5 +1,6 @@
-"""The DAG files load without import errors, wire the jobs in the expected order, and the nightly
-DAG runs end to end under ``dag.test()``: spark-submit of build_sequences, then of score."""
+"""The DAG files load without import errors, wire the jobs in the expected order, and both DAGs
+run end to end under ``dag.test()``: the nightly one spark-submits build_sequences then score,
+the weekly one build_sequences, train, evaluate and promote."""
 
 from __future__ import annotations
 
@@ -137,21 +138,12 @@ appender.console.layout.pattern = %d{HH:mm:ss} %p %c{1}: %m%n%ex
 """
 
 
-@pytest.mark.slow  # two spark-submits after an in-process build and training: minutes
-def test_nightly_dag_runs_end_to_end_with_spark_submit(
-    spark,
-    dagbag,
-    airflow_db: Path,
-    champion: dict[str, Any],
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
+def _submit_environment(
+    monkeypatch: pytest.MonkeyPatch, conf_dir: Path, champion: dict[str, Any]
 ) -> None:
-    from pyspark.sql import functions as F
-
-    from seqrec import schemas, scoring
-
-    # Tasks run in this process and spark-submit inherits its environment: the Spark connection
-    # and the Variables come from AIRFLOW_CONN_* / AIRFLOW_VAR_*, spark-submit from the venv.
+    """Tasks run in this process and spark-submit inherits its environment: the Spark
+    connection and the Variables come from AIRFLOW_CONN_* / AIRFLOW_VAR_*, spark-submit from
+    the venv, its settings from ``conf_dir``."""
     monkeypatch.setenv(
         "AIRFLOW_CONN_SPARK_DEFAULT",
         json.dumps(
@@ -169,10 +161,25 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion["tracking"])
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
-    (tmp_path / "spark-defaults.conf").write_text(SPARK_DEFAULTS)
-    (tmp_path / "log4j2.properties").write_text(LOG4J2)
-    monkeypatch.setenv("SPARK_CONF_DIR", str(tmp_path))
+    (conf_dir / "spark-defaults.conf").write_text(SPARK_DEFAULTS)
+    (conf_dir / "log4j2.properties").write_text(LOG4J2)
+    monkeypatch.setenv("SPARK_CONF_DIR", str(conf_dir))
 
+
+@pytest.mark.slow  # two spark-submits after an in-process build and training: minutes
+def test_nightly_dag_runs_end_to_end_with_spark_submit(
+    spark,
+    dagbag,
+    airflow_db: Path,
+    champion: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from pyspark.sql import functions as F
+
+    from seqrec import schemas, scoring
+
+    _submit_environment(monkeypatch, tmp_path, champion)
     dag = dagbag.dags["seqrec_nightly_scoring"]
     for task in dag.tasks:
         task.retries = 0  # a failure must end the test now, not wait out retry_delay
@@ -198,3 +205,42 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     assert summary["run_dates"] == [date(2026, 11, 28)]
     assert summary["versions"] == [champion["version"]]
     assert summary["min_recs"] > 0
+
+
+@pytest.mark.slow  # four spark-submits, one of them a TorchDistributor training: minutes
+def test_weekly_dag_trains_evaluates_and_promotes_only_a_better_model(
+    dagbag,
+    airflow_db: Path,
+    champion: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    from mlflow import MlflowClient
+
+    _submit_environment(monkeypatch, tmp_path, champion)
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_TRAIN_EPOCHS", "1")
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_CHECKPOINTS", str(tmp_path / "checkpoints"))
+    dag = dagbag.dags["seqrec_weekly_training"]
+    for task in dag.tasks:
+        task.retries = 0
+    run = dag.test(logical_date=datetime(2026, 11, 29, 4, tzinfo=UTC))
+
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states == dict.fromkeys(("build_sequences", "train", "evaluate", "promote"), "success")
+    client = MlflowClient(tracking_uri=champion["tracking"])
+    name = "seqrec-recommender"
+    new = [
+        v
+        for v in client.search_model_versions(f"name = '{name}'")
+        if v.tags["run_date"] == "2026-11-29"
+    ]
+    assert len(new) == 1
+    tags = new[0].tags
+    # compared with the nightly test's champion on the same validation data, then promoted
+    # exactly when it did better
+    assert tags["evaluated_against_champion"] == champion["version"]
+    better = float(tags["validation_ndcg10"]) > float(tags["champion_validation_ndcg10"])
+    assert tags["promoted"] == str(better).lower()
+    now = client.get_model_version_by_alias(name, "champion").version
+    assert str(now) == (str(new[0].version) if better else champion["version"])
+    assert any((tmp_path / "checkpoints").iterdir())  # the weights went where the Variable says
