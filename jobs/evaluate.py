@@ -24,8 +24,9 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from seqrec.io import registry  # noqa: E402
 from seqrec.trainer import (  # noqa: E402
     TrainJobConfig,
+    add_version_arguments,
+    chosen_version,
     evaluate_against_champion,
-    version_for_run_date,
 )
 
 
@@ -37,14 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--data", required=True, help="build_sequences output folder")
-    parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
-    parser.add_argument(
-        "--model-name", default=TrainJobConfig.registered_model, help="registered model"
-    )
-    parser.add_argument(
-        "--model-version",
-        help="version to evaluate; without it, the newest registered for --run-date",
-    )
+    add_version_arguments(parser, "evaluate")
     return parser.parse_args(argv)
 
 
@@ -53,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[evaluate] {vars(args)}", flush=True)
     registry.configure(TrainJobConfig.experiment)
     try:
-        version = args.model_version or version_for_run_date(args.model_name, args.run_date)
+        version = chosen_version(args)
         result = evaluate_against_champion(args.model_name, version, args.data, args.run_date)
     except (LookupError, MlflowException) as error:
         raise SystemExit(

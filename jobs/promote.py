@@ -21,7 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `p
 from mlflow.exceptions import MlflowException  # noqa: E402
 
 from seqrec.io import registry  # noqa: E402
-from seqrec.trainer import TrainJobConfig, promote_evaluated, version_for_run_date  # noqa: E402
+from seqrec.trainer import (  # noqa: E402
+    TrainJobConfig,
+    add_version_arguments,
+    chosen_version,
+    promote_evaluated,
+)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,14 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         description="Promote an evaluated version to 'champion' only if it beat the champion.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
-    parser.add_argument(
-        "--model-name", default=TrainJobConfig.registered_model, help="registered model"
-    )
-    parser.add_argument(
-        "--model-version",
-        help="version to promote; without it, the newest registered for --run-date",
-    )
+    add_version_arguments(parser, "promote")
     return parser.parse_args(argv)
 
 
@@ -46,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[promote] {vars(args)}", flush=True)
     registry.configure(TrainJobConfig.experiment)
     try:
-        version = args.model_version or version_for_run_date(args.model_name, args.run_date)
+        version = chosen_version(args)
         result = promote_evaluated(args.model_name, version)
     except (LookupError, MlflowException) as error:
         raise SystemExit(f"[promote] {str(error).splitlines()[0]}. Nothing was changed.") from error

@@ -166,6 +166,16 @@ def _submit_environment(
     monkeypatch.setenv("SPARK_CONF_DIR", str(conf_dir))
 
 
+def _test_dag(dagbag: Any, dag_id: str, logical_date: datetime) -> dict[str, str]:
+    """``dag.test()`` with no retries (a failure ends the test now instead of waiting out
+    retry_delay); returns each task's state and the run's, under "run"."""
+    dag = dagbag.dags[dag_id]
+    for task in dag.tasks:
+        task.retries = 0
+    run = dag.test(logical_date=logical_date)
+    return {**{ti.task_id: ti.state for ti in run.get_task_instances()}, "run": run.state}
+
+
 @pytest.mark.slow  # two spark-submits after an in-process build and training: minutes
 def test_nightly_dag_runs_end_to_end_with_spark_submit(
     spark,
@@ -180,14 +190,8 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     from seqrec import schemas, scoring
 
     _submit_environment(monkeypatch, tmp_path, champion)
-    dag = dagbag.dags["seqrec_nightly_scoring"]
-    for task in dag.tasks:
-        task.retries = 0  # a failure must end the test now, not wait out retry_delay
-    run = dag.test(logical_date=datetime(2026, 11, 28, 2, tzinfo=UTC))
-
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == {"build_sequences": "success", "score": "success"}
-    assert run.state == "success"
+    states = _test_dag(dagbag, "seqrec_nightly_scoring", datetime(2026, 11, 28, 2, tzinfo=UTC))
+    assert states == {"build_sequences": "success", "score": "success", "run": "success"}
 
     users = spark.read.parquet(str(champion["data"] / "sequences")).select(schemas.USER_ID)
     recs = spark.read.format("delta").load(str(champion["table"]))
@@ -220,13 +224,9 @@ def test_weekly_dag_trains_evaluates_and_promotes_only_a_better_model(
     _submit_environment(monkeypatch, tmp_path, champion)
     monkeypatch.setenv("AIRFLOW_VAR_SEQREC_TRAIN_EPOCHS", "1")
     monkeypatch.setenv("AIRFLOW_VAR_SEQREC_CHECKPOINTS", str(tmp_path / "checkpoints"))
-    dag = dagbag.dags["seqrec_weekly_training"]
-    for task in dag.tasks:
-        task.retries = 0
-    run = dag.test(logical_date=datetime(2026, 11, 29, 4, tzinfo=UTC))
-
-    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
-    assert states == dict.fromkeys(("build_sequences", "train", "evaluate", "promote"), "success")
+    states = _test_dag(dagbag, "seqrec_weekly_training", datetime(2026, 11, 29, 4, tzinfo=UTC))
+    steps = ("build_sequences", "train", "evaluate", "promote", "run")
+    assert states == dict.fromkeys(steps, "success")
     client = MlflowClient(tracking_uri=champion["tracking"])
     name = "seqrec-recommender"
     new = [

@@ -433,6 +433,24 @@ def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str,
     }
 
 
+def add_version_arguments(parser: argparse.ArgumentParser, verb: str) -> None:
+    """``--run-date``, ``--model-name`` and ``--model-version`` for the jobs that act on one
+    registered version (``jobs/evaluate.py``, ``jobs/promote.py``); see :func:`chosen_version`."""
+    parser.add_argument("--run-date", required=True, help="YYYY-MM-DD")
+    parser.add_argument(
+        "--model-name", default=TrainJobConfig.registered_model, help="registered model"
+    )
+    parser.add_argument(
+        "--model-version",
+        help=f"version to {verb}; without it, the newest registered for --run-date",
+    )
+
+
+def chosen_version(args: argparse.Namespace) -> str:
+    """``--model-version``, else the newest version registered for ``--run-date``."""
+    return str(args.model_version or version_for_run_date(args.model_name, args.run_date))
+
+
 def version_for_run_date(name: str, run_date: str) -> str:
     """The newest version of ``name`` that the training job registered for ``run_date``."""
     from mlflow import MlflowClient
