@@ -21,9 +21,11 @@ train, evaluate and promote tasks.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
 
@@ -33,6 +35,19 @@ from seqrec.trainer import (  # noqa: E402
     log_and_register,
     run_distributed,
 )
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by None (JSON null): a metric that is
+    undefined, such as the AUC of a split whose targets hold one class, is printed as valid
+    JSON rather than as Python's ``NaN``."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,15 +73,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         json.dumps(
-            {
-                "config": asdict(config),
-                "valid": result["valid"],
-                "test": result["test"],
-                "best_epoch": result["best_epoch"],
-                "seconds": result["seconds"],
-                "item_vectors": result["item_vectors"],
-                **registered,
-            }
+            strict_json(
+                {
+                    "config": asdict(config),
+                    "valid": result["valid"],
+                    "test": result["test"],
+                    "best_epoch": result["best_epoch"],
+                    "seconds": result["seconds"],
+                    "item_vectors": result["item_vectors"],
+                    **registered,
+                }
+            ),
+            allow_nan=False,
         )
     )
     return 0

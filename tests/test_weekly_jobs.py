@@ -22,8 +22,24 @@ def _champion() -> str | None:
     return None if found is None else str(found.version)
 
 
+def _not_json(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
 def _last_json(capsys: pytest.CaptureFixture[str]) -> dict:
-    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    """The job's last line, parsed as strict JSON (no NaN or Infinity)."""
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    return json.loads(line, parse_constant=_not_json)
+
+
+def test_undefined_metrics_print_as_null() -> None:
+    nan, inf = float("nan"), float("inf")
+    figures = {"test": {"intent_auc": nan, "ndcg@10": 0.5}, "history": [inf, 1.0], "n": 3}
+    assert train_job.strict_json(figures) == {
+        "test": {"intent_auc": None, "ndcg@10": 0.5},
+        "history": [None, 1.0],
+        "n": 3,
+    }
 
 
 def test_train_then_evaluate_then_promote_only_when_better(
