@@ -3,12 +3,9 @@ from the build through training into a saved model."""
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-import sys
 from dataclasses import replace
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pyarrow as pa
@@ -18,22 +15,12 @@ import torch
 
 from seqrec import schemas, serving, text, trainer
 from seqrec.build import BuildConfig, run_build
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import load_job
 
 
 @pytest.fixture(scope="module")
 def encoder() -> text.TextEncoder:
     return text.get_encoder(device="cpu")
-
-
-def _job(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"job_{name}", ROOT / "jobs" / f"{name}.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_encoder_loads_from_the_installed_package_with_the_network_blocked(
@@ -186,7 +173,7 @@ def test_vector_matrix_places_rows_by_the_item_vocabulary() -> None:
 def test_embed_items_job_writes_item_vectors(
     spark, encoder: text.TextEncoder, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    job = _job("embed_items")
+    job = load_job("embed_items")
     with pytest.raises(SystemExit) as exit_info:
         job.main(["--help"])
     assert exit_info.value.code == 0
