@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from seqrec import schemas, serving
 from seqrec.memory import keep_freed_memory
-from seqrec.vocab import OOV_IDX
+from seqrec.vocab import OOV_IDX, key_id
 
 RECOMMENDATIONS = "recommendations"
 INTERESTS = "interests"
@@ -119,10 +119,9 @@ def purchase_event_id(model: serving.Recommender) -> int:
     """The event-type id of a purchase in ``model``'s vocabulary, which ``exclude='purchased'``
     needs; raises :class:`ScoringInputError` when the model has none."""
     vocab = model.vocabs.get("event_type")
-    if vocab is not None:
-        keys = vocab.column(schemas.VOCAB_KEY).to_pylist()
-        if schemas.PURCHASE in keys:
-            return int(vocab.column(schemas.VOCAB_IDX)[keys.index(schemas.PURCHASE)].as_py())
+    found = 0 if vocab is None else key_id(vocab, schemas.PURCHASE)
+    if found:
+        return found
     raise ScoringInputError(
         f"excluding purchased items needs the event type '{schemas.PURCHASE}' in the model's "
         "event-type vocabulary, and this model's has none: exclude the seen items instead."

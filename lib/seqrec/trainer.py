@@ -35,7 +35,7 @@ import torch
 from seqrec import data, schemas, serving, text
 from seqrec.models import MODELS, SequentialRecommender, build_model
 from seqrec.training import TrainConfig, evaluate, train
-from seqrec.vocab import OOV_IDX
+from seqrec.vocab import OOV_IDX, key_id
 
 
 @dataclass(frozen=True)
@@ -162,10 +162,7 @@ def model_fields(config: TrainJobConfig, item_vector_dim: int = 0) -> dict[str, 
 
 def purchase_event_type(data_dir: str) -> int:
     """The event-type id of purchases in this data's vocabulary; 0 when there are none."""
-    table = read_vocab(data_dir, "event_type")
-    keys = table.column(schemas.VOCAB_KEY).to_pylist()
-    ids = table.column(schemas.VOCAB_IDX).to_pylist()
-    return next((int(i) for k, i in zip(keys, ids, strict=True) if k == schemas.PURCHASE), 0)
+    return key_id(read_vocab(data_dir, "event_type"), schemas.PURCHASE)
 
 
 def _tensors(stream: Iterator[dict[str, np.ndarray]]) -> Iterator[dict[str, torch.Tensor]]:

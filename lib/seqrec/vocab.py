@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from datetime import date
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -36,6 +37,13 @@ _N = "_n"
 _RARE = "_rare"  # a new key below min_count
 _LOOKUP_KEY = "_vocab_key"
 _LOOKUP_IDX = "_vocab_idx"
+
+
+def key_id(table: pa.Table, key: str) -> int:
+    """The id of ``key`` in a vocabulary table (``key``, ``idx`` columns), or 0 (padding, which
+    no key has) when it is not there."""
+    keys = table.column(S.VOCAB_KEY).to_pylist()
+    return int(table.column(S.VOCAB_IDX)[keys.index(key)].as_py()) if key in keys else 0
 
 
 def vocab_keys(df: DataFrame, column: str) -> DataFrame:
