@@ -177,7 +177,6 @@ class BatchScorer:
 
     def __init__(self, model: serving.Recommender) -> None:
         self.model = model
-        self.known = model.config.n_items  # newer items in the sequences map to OOV
         self.item_ids = pa.array(model.item_ids, pa.string())  # item idx -> item id
         names = _category_names(model)
         self.categories = pa.array(names, pa.string())  # category idx -> category (or null)
@@ -197,7 +196,8 @@ class BatchScorer:
         # Extra left padding leaves every model's prediction unchanged (a model contract), so
         # the window is only as wide as this batch's longest history.
         width = max(1, min(self.model.config.max_len, longest))
-        items = np.where(items > self.known, OOV_IDX, items)
+        # Items newer than the model are read as <unk> by Recommender.hidden; as exclusions
+        # they fall outside the item table and exclude nothing.
         time_offsets, times = _flat(batch.column(schemas.SEQ_TIMES))
         type_offsets, types = _flat(batch.column(schemas.SEQ_EVENT_TYPES))
         inputs = {
