@@ -400,6 +400,21 @@ def log_and_register(config: TrainJobConfig, result: dict[str, Any]) -> dict[str
     return {"run_id": run.info.run_id, "model_version": version.version}
 
 
+def _champion_now(
+    name: str, config: TrainJobConfig, unless: str | None = None
+) -> tuple[Any, float | None]:
+    """The current champion's registry entry and its :func:`champion_validation` figure on
+    ``config``'s data; (None, None) without a champion, and no figure when the champion is
+    version ``unless``."""
+    from seqrec.io import registry
+
+    current = registry.champion(name)
+    if current is None or str(current.version) == unless:
+        return current, None
+    champion_dir = registry.download_model(f"models:/{name}/{current.version}")
+    return current, champion_validation(champion_dir, config)[0]
+
+
 def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str, Any]:
     """Log the run to MLflow, register the model, promote it if it beats the champion."""
     import mlflow
@@ -407,13 +422,7 @@ def log_and_promote(config: TrainJobConfig, result: dict[str, Any]) -> dict[str,
     from seqrec.io import registry
 
     registered = log_and_register(config, result)
-    current = registry.champion(config.registered_model)
-    champion_value = None
-    if current is not None:
-        champion_dir = registry.download_model(
-            f"models:/{config.registered_model}/{current.version}"
-        )
-        champion_value, _ = champion_validation(champion_dir, config)
+    _, champion_value = _champion_now(config.registered_model, config)
     new_value = result["valid"]["ndcg@10"]
     promoted = registry.promote_if_better(
         config.registered_model, registered["model_version"], "ndcg10", new_value, champion_value
@@ -490,11 +499,7 @@ def evaluate_against_champion(
         max_len=candidate.config.max_len,
     )
     value, _ = champion_validation(candidate_dir, config)
-    current = registry.champion(name)
-    champion_value = None
-    if current is not None and str(current.version) != str(version):
-        champion_dir = registry.download_model(f"models:/{name}/{current.version}")
-        champion_value, _ = champion_validation(champion_dir, config)
+    current, champion_value = _champion_now(name, config, unless=str(version))
     against = "none" if current is None else str(current.version)
     client.set_model_version_tag(name, version, "validation_ndcg10", f"{value:.6f}")
     client.set_model_version_tag(
