@@ -13,11 +13,11 @@ before it the validation target, and the rest is the training sequence, on which
 learn to predict every prefix's next item. Validation ranks the second-to-last item given
 everything before it; test ranks the last item given everything before it (validation item
 included). Full ranking over all items, already-seen items masked, ties by the expected rank
-(``seqrec.metrics``). Early stopping on validation NDCG@10; the reported test numbers come from
+(``seqrec.train.metrics``). Early stopping on validation NDCG@10; the reported test numbers come from
 the best validation epoch.
 
 Models use the library's default configuration (``seqrec.models`` configs and
-``seqrec.training.TrainConfig``), the same for every dataset; ``--items`` adds the item
+``seqrec.train.training.TrainConfig``), the same for every dataset; ``--items`` adds the item
 attributes (brand, category path) through the fusion module. ``sasrec-bce`` is SASRec in the
 S3-Rec repository's setting (BCE, one negative, hidden 64, dropout 0.5, no side information),
 to check that this protocol reproduces its published NDCG@10 of 0.0318.
@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from seqrec.baselines import ItemKNN, MarkovChain, MostPopular
 from seqrec.models import build_model
-from seqrec.text import TextEncoder, default_model_path, item_text
-from seqrec.training import EvalBatches, TrainBatches, TrainConfig, evaluate, train
+from seqrec.text.embedding import TextEncoder, default_model_path, item_text
+from seqrec.train.baselines import ItemKNN, MarkovChain, MostPopular
+from seqrec.train.training import EvalBatches, TrainBatches, TrainConfig, evaluate, train
 
 BASELINES = {"pop": MostPopular, "itemknn": ItemKNN, "markov": MarkovChain}
 NEURAL = ("sasrec", "gru4rec", "bert4rec", "sasrec-bce")

@@ -37,13 +37,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))
+import torch
 
-import torch  # noqa: E402
-
-from seqrec import interests  # noqa: E402
-from seqrec.interests import InterestConfig  # noqa: E402
-from seqrec.text import TextEncoder  # noqa: E402
+from seqrec import interests
+from seqrec.interests import InterestConfig
+from seqrec.text.embedding import TextEncoder
 
 DEPTHS = {"beauty": (2, 0), "scientific": (1, 2)}
 

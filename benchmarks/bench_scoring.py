@@ -10,14 +10,14 @@ master has cores (and with one thread: what one Python worker gets), best of fiv
 
 **Scoring.** For each catalogue size a SASRec of the training job's default shape (hidden 64,
 two blocks, ``max_len`` 50, event-type / category / time-gap channels) with random weights is
-saved with :func:`seqrec.serving.save_model`, beside ``--users`` generated sequences (lengths
+saved with :func:`seqrec.serve.recommender.save_model`, beside ``--users`` generated sequences (lengths
 uniform in 5..100, so about half the users fill the 50-event window) in four Parquet files.
-Then the real path: :func:`seqrec.scoring.score_users` (``mapInArrow``, the model shipped with
+Then the real path: :func:`seqrec.serve.scoring.score_users` (``mapInArrow``, the model shipped with
 ``ship_folder``; per Arrow batch, users sorted by length, then per chunk one encoder pass, one
 matmul against the item table and one top-k) on ``local[N]``, written to Spark's ``noop`` sink
 so that only scoring is timed. The first pass includes each Python worker's model load; the
 second is the steady state reported as ``users/s``. ``1 core users/s`` runs the same per-task
-function (:func:`seqrec.scoring.score_batches`) in this process with one torch thread, the
+function (:func:`seqrec.serve.scoring.score_batches`) in this process with one torch thread, the
 worker's allocator setting (:func:`seqrec.memory.keep_freed_memory`) and no Spark: the
 ceiling of the Python side on one core.
 
@@ -68,19 +68,21 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
+from pyspark.sql import functions as F
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
+from seqrec import schemas
+from seqrec.io import tables
+from seqrec.memory import keep_freed_memory
+from seqrec.models import build_model
+from seqrec.serve import (
+    recommender,
+    scoring,
+)
+from seqrec.spark import get_spark, ship_folder
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "lib"))
-
-from pyspark.sql import functions as F  # noqa: E402
-
-from seqrec import schemas, scoring, serving  # noqa: E402
-from seqrec.io import tables  # noqa: E402
-from seqrec.memory import keep_freed_memory  # noqa: E402
-from seqrec.models import build_model  # noqa: E402
-from seqrec.spark import get_spark, ship_folder  # noqa: E402
 
 HIDDEN = 64
 MAX_LEN = 50
@@ -167,11 +169,11 @@ def write_inputs(
         "category": vocab("category", N_CATEGORIES),
         "event_type": vocab("event_type", N_EVENT_TYPES),
     }
-    model_dir = serving.save_model(model, "sasrec", root / f"model_{n_items}", vocabs)
+    model_dir = recommender.save_model(model, "sasrec", root / f"model_{n_items}", vocabs)
     return data, model_dir, np.minimum(lengths, MAX_LEN)
 
 
-def _recommend_flops(model: serving.Recommender, width: int, encoder_only: bool) -> float:
+def _recommend_flops(model: recommender.Recommender, width: int, encoder_only: bool) -> float:
     """FLOPs per user of one ``recommend`` call (or its encoder alone) on ``width``-event windows."""
     batch, n_items = 16, model.config.n_items
     inputs = {
@@ -192,7 +194,7 @@ def flops_per_user(model_dir: Path, windows: np.ndarray) -> dict[str, float]:
     """FLOPs per user: on full windows, and on these users' own windows (``min(len, max_len)``,
     since scoring trims padding), as encoder ``a*w + b*w^2`` fitted at two widths plus the
     width-independent rest (the item-table matmul and the heads)."""
-    model = serving.load_model(model_dir)
+    model = recommender.load_model(model_dir)
     full, half = MAX_LEN, MAX_LEN // 2
     total_full = _recommend_flops(model, full, encoder_only=False)
     encoder_full = _recommend_flops(model, full, encoder_only=True)
@@ -227,7 +229,7 @@ class ProductTimer(TorchDispatchMode):
 
 
 def one_core_rates(data: Path, model_dir: Path, batch_size: int) -> dict[str, float]:
-    """What one Spark task runs (:func:`seqrec.scoring.score_batches`), in this process with
+    """What one Spark task runs (:func:`seqrec.serve.scoring.score_batches`), in this process with
     one torch thread, on one of the four files: no Spark, no Arrow transfer.
 
     ``one_core_users_per_s`` is the whole path. A second pass times its matrix products alone
@@ -256,7 +258,7 @@ def _warm_scorer(
     model_dir: Path, path: Path, batch_size: int
 ) -> tuple[scoring.BatchScorer, list[pa.RecordBatch]]:
     """The model loaded as a worker loads it, one file's Arrow batches, and one warm-up chunk."""
-    scorer = scoring.BatchScorer(serving.load_model(model_dir))
+    scorer = scoring.BatchScorer(recommender.load_model(model_dir))
     batches = pq.read_table(path).to_batches(max_chunksize=10_000)  # Spark's Arrow batch size
     for _ in scoring.score_batches(scorer, batches[:1], K, scoring.EXCLUDE_SEEN, 3, batch_size):
         break

@@ -5,11 +5,11 @@ Run from the project root (``make bench-sequences`` runs exactly this)::
     .venv/bin/python benchmarks/bench_sequences.py --events 1000000 10000000 \\
         --workdir bench_out/sequences
 
-For each size the synthetic generator (``seqrec.generate``) writes the input once -- canonical
+For each size the synthetic generator (``seqrec.synthetic.generate``) writes the input once -- canonical
 CSV events plus item metadata -- timed apart from the engines and reused by both. Then, each in
 a fresh subprocess so that its memory is its own:
 
-- **spark**: ``seqrec.build.run_build`` on that CSV (source ``canonical-csv`` with the item
+- **spark**: ``seqrec.prep.build.run_build`` on that CSV (source ``canonical-csv`` with the item
   file), on ``--spark-master`` (``local[2]``): the job as shipped, input checks, quarantine
   (Delta), publication and report included; item text vectors off (``item_vectors=False``),
   as the DuckDB side has no text model.
@@ -224,7 +224,7 @@ def _spark_session(master: str) -> Any:
 
 
 def worker_generate(spec: dict[str, Any]) -> dict[str, Any]:
-    from seqrec.generate import GeneratorConfig, write_synthetic
+    from seqrec.synthetic.generate import GeneratorConfig, write_synthetic
 
     start = time.perf_counter()
     spark = _spark_session(spec["master"])
@@ -237,7 +237,7 @@ def worker_generate(spec: dict[str, Any]) -> dict[str, Any]:
 def worker_spark(spec: dict[str, Any]) -> dict[str, Any]:
     start = time.perf_counter()
     spark = _spark_session(spec["master"])
-    from seqrec.build import BuildConfig, run_build
+    from seqrec.prep.build import BuildConfig, run_build
 
     startup = time.perf_counter() - start
     p = PIPELINE
@@ -649,7 +649,6 @@ def worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_worker(task: str, spec: dict[str, Any]) -> int:
-    sys.path.insert(0, str(ROOT / "lib"))  # as the jobs do: plain `python benchmarks/...`
     workers = {"generate": worker_generate, "spark": worker_spark, "duckdb": worker_duckdb}
     result = workers[task](spec)
     Path(spec["result"]).write_text(json.dumps(result, indent=2, default=str))

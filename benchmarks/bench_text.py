@@ -7,9 +7,9 @@ Run from the project root::
 
 Embeds the Amazon Beauty titles (``title`` column of the tab-separated file) two ways:
 
-- **in-process**: :class:`seqrec.text.TextEncoder` in this process, ``--threads`` torch threads;
+- **in-process**: :class:`seqrec.text.embedding.TextEncoder` in this process, ``--threads`` torch threads;
   model loading timed apart.
-- **spark**: :func:`seqrec.text.embed_items` on ``local[<threads>]`` with one partition per
+- **spark**: :func:`seqrec.text.embedding.embed_items` on ``local[<threads>]`` with one partition per
   core (Spark runs each task's Python worker with one thread), the items read from Parquet.
   ``cold`` includes starting the Python workers and loading one model in each; ``warm`` is a
   second pass over the same data, the workers and their models reused. The cold pass writes
@@ -113,7 +113,7 @@ def gemm_rate(threads: int, m: int, k: int, n: int, repeats: int = 10) -> float:
 def load_encoder(threads: int) -> tuple[Any, float]:
     import torch
 
-    from seqrec.text import TextEncoder
+    from seqrec.text.embedding import TextEncoder
 
     torch.set_num_threads(threads)
     started = time.perf_counter()
@@ -134,7 +134,7 @@ def on_spark(config: BenchConfig, ids: list[str], titles: list[str], workdir: Pa
 
     from seqrec import schemas
     from seqrec.spark import get_spark
-    from seqrec.text import VECTOR, embed_items
+    from seqrec.text.embedding import VECTOR, embed_items
 
     source, target = workdir / "items.parquet", workdir / "vectors"
     pq.write_table(pa.table({schemas.ITEM_ID: ids, schemas.TITLE: titles}), source)

@@ -17,12 +17,9 @@ published only when every stage succeeded.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
-
-from seqrec.build import BuildConfig, run_build  # noqa: E402
-from seqrec.spark import get_spark  # noqa: E402
+from seqrec.prep.build import BuildConfig, run_build
+from seqrec.spark import get_spark
 
 
 def main(argv: list[str] | None = None) -> int:

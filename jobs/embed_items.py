@@ -20,12 +20,10 @@ import argparse
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
-
-from seqrec import schemas, text  # noqa: E402
-from seqrec.io import tables  # noqa: E402
+from seqrec import schemas
+from seqrec.io import tables
+from seqrec.text import embedding
 
 
 @dataclass(frozen=True)
@@ -33,8 +31,8 @@ class EmbedItemsConfig:
     items: str  # items Parquet, or a build_sequences output folder holding items/
     output: str  # where the item_id -> vector Parquet goes (replaced)
     model_path: str = ""  # local text model folder; "" = the installed all-MiniLM-L6-v2
-    batch_size: int = text.DEFAULT_BATCH_SIZE  # texts per encoder forward pass
-    max_length: int = text.DEFAULT_MAX_LENGTH  # tokens kept per text
+    batch_size: int = embedding.DEFAULT_BATCH_SIZE  # texts per encoder forward pass
+    max_length: int = embedding.DEFAULT_MAX_LENGTH  # tokens kept per text
     partitions: int = 0  # encoding tasks; 0 = Spark's default parallelism
     files: int = 1  # output Parquet files
 
@@ -71,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     n_items = items.count()
     print(f"[embed_items] {n_items} items from {source}, {partitions} tasks", flush=True)
     started = time.perf_counter()
-    vectors = text.embed_items(
+    vectors = embedding.embed_items(
         items.repartition(partitions),
         model_path=config.model_path or None,
         batch_size=config.batch_size,

@@ -15,14 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
+from mlflow.exceptions import MlflowException
 
-from mlflow.exceptions import MlflowException  # noqa: E402
-
-from seqrec.io import registry  # noqa: E402
-from seqrec.trainer import (  # noqa: E402
+from seqrec.io import registry
+from seqrec.train.trainer import (
     TrainJobConfig,
     add_version_arguments,
     chosen_version,

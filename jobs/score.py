@@ -21,18 +21,19 @@ import argparse
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
+from mlflow.exceptions import MlflowException
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
-from mlflow.exceptions import MlflowException  # noqa: E402
-from pyspark.sql import DataFrame, SparkSession  # noqa: E402
-from pyspark.sql import functions as F  # noqa: E402
-
-from seqrec import schemas, scoring, serving  # noqa: E402
-from seqrec.io import registry, tables  # noqa: E402
-from seqrec.showcase import show_recommendations  # noqa: E402
-from seqrec.spark import get_spark, ship_folder  # noqa: E402
+from seqrec import schemas
+from seqrec.io import registry, tables
+from seqrec.serve import (
+    recommender,
+    scoring,
+)
+from seqrec.serve.showcase import show_recommendations
+from seqrec.spark import get_spark, ship_folder
 
 LAST_RUN = "last-run"
 
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{registry.tracking_uri()} ({str(error).splitlines()[0]}). Nothing was written."
         ) from error
     try:  # load once here so a broken model fails before any Spark work, with a clear message
-        model = serving.load_model(model_dir)
+        model = recommender.load_model(model_dir)
     except (OSError, ValueError, RuntimeError, KeyError) as error:
         raise SystemExit(
             f"[score] model {config.model_name} v{version} cannot be loaded by this seqrec "

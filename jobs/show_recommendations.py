@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
-
-from seqrec.showcase import show_recommendations  # noqa: E402
-from seqrec.spark import get_spark  # noqa: E402
+from seqrec.serve.showcase import show_recommendations
+from seqrec.spark import get_spark
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,12 +24,9 @@ import json
 import math
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
-
-from seqrec.trainer import (  # noqa: E402
+from seqrec.train.trainer import (
     TrainJobConfig,
     log_and_promote,
     log_and_register,

@@ -18,12 +18,9 @@ import json
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "lib"))  # plain `python jobs/...`
-
-from seqrec import interests  # noqa: E402
-from seqrec.interests import InterestConfig  # noqa: E402
+from seqrec import interests
+from seqrec.interests import InterestConfig
 
 _HELP = {
     "mode": "linear: softmax head on frozen embeddings; finetune: encoder trained end to end",

@@ -92,7 +92,8 @@ def built_synthetic_and_train_config(spark, root: Path, run_date: str, events: i
     """Generated events built into sequences under ``root/data`` (no item text vectors: the
     nightly build and the notebooks never read them, and embedding is the slow part), and the
     configuration of a small one-epoch SASRec on them. Returns ``(data_dir, config)``."""
-    from seqrec import build, trainer
+    from seqrec.prep import build
+    from seqrec.train import trainer
 
     data_dir = root / "data"
     build.run_build(

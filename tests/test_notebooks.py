@@ -51,9 +51,11 @@ def outputs_of(notebook: Any, mime: str) -> list[Any]:
 @pytest.fixture(scope="module")
 def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generated events built into sequences, a one-epoch SASRec, and its scores in Delta."""
-    from seqrec import schemas, scoring, trainer
+    from seqrec import schemas
     from seqrec.io import tables
+    from seqrec.serve import scoring
     from seqrec.spark import ship_folder
+    from seqrec.train import trainer
     from tests.helpers import built_synthetic_and_train_config
 
     root = tmp_path_factory.mktemp("notebooks")

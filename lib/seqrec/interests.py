@@ -4,7 +4,7 @@ categories; per-user interest profiles from their history.
 The classifier maps a text -- an item's title, brand and description, or a search query -- to a
 category at a chosen depth of the catalogue tree (``depth=2``: ``Makeup|Eyes``; ``depth=0``: the
 full path, i.e. the leaf). Two modes share one layout: the sentence embedding of
-:class:`seqrec.text.TextEncoder` (all-MiniLM-L6-v2, mean-pooled, L2-normalized) feeds a softmax
+:class:`seqrec.text.embedding.TextEncoder` (all-MiniLM-L6-v2, mean-pooled, L2-normalized) feeds a softmax
 head over standardized features.
 
 - ``linear``: the encoder stays frozen; only the head is trained (cross-entropy with an L2
@@ -60,7 +60,7 @@ from torch import nn
 
 from seqrec import schemas
 from seqrec.spark import ship_folder
-from seqrec.text import TextEncoder, get_encoder, item_text
+from seqrec.text.embedding import TextEncoder, get_encoder, item_text
 
 LINEAR = "linear"
 FINETUNE = "finetune"
@@ -161,7 +161,7 @@ def read_beauty_items(path: str | Path) -> pd.DataFrame:
     """``beauty_items.tsv`` -> item_id, title, brand, description, category (``A|B|C``).
 
     The attribute list is ``brand|path...`` or just ``path...`` when the brand is unknown. As in
-    :mod:`seqrec.ingest`, the values seen second in any list are the top-level categories: a
+    :mod:`seqrec.prep.ingest`, the values seen second in any list are the top-level categories: a
     list starting with one has no brand. A list holding only a brand has no category.
     """
     rows = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)

@@ -16,7 +16,9 @@ import shutil
 import sys
 import tempfile
 import urllib.request
+from collections.abc import Callable, Hashable
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pyspark import SparkConf
 from pyspark.sql import SparkSession
@@ -136,6 +138,23 @@ def get_spark(
     session = builder.getOrCreate()
     session.sparkContext.setLogLevel(os.environ.get("SEQREC_SPARK_LOG_LEVEL", "ERROR"))
     return session
+
+
+T = TypeVar("T")
+_WORKER_CACHE: dict[Hashable, Any] = {}
+
+
+def load_once(key: Hashable, load: Callable[[], T]) -> T:
+    """``load()`` once per Python process for ``key``, then the same object every time.
+
+    Spark reuses its Python workers from task to task, so a model loaded here stays loaded for
+    every partition (and every batch) the worker handles. Key by what the object is made from:
+    a folder shipped with :func:`ship_folder` is named after its contents, so a changed model
+    never meets a stale entry.
+    """
+    if key not in _WORKER_CACHE:
+        _WORKER_CACHE[key] = load()
+    return _WORKER_CACHE[key]
 
 
 _SHIPPED: dict[tuple[str, str], Path] = {}  # (application id, name) -> the copy Spark serves

@@ -46,9 +46,9 @@ def configure(experiment: str) -> str:
 
 
 def log_model(model_dir: str | Path, name: str = "model") -> str:
-    """Log a :mod:`seqrec.serving` model folder as a pyfunc in the active run; returns its URI.
+    """Log a :mod:`seqrec.serve.recommender` model folder as a pyfunc in the active run; returns its URI.
 
-    The flavour points at the installed ``seqrec.serving`` module as its loader and stores
+    The flavour points at the installed ``seqrec.serve.recommender`` module as its loader and stores
     only data (safetensors, JSON, Parquet): no pickled Python objects. The signature declares
     the inference parameter ``k`` (MLflow drops undeclared parameters).
     """
@@ -65,7 +65,7 @@ def log_model(model_dir: str | Path, name: str = "model") -> str:
     )
     info = mlflow.pyfunc.log_model(
         name=name,
-        loader_module="seqrec.serving",
+        loader_module="seqrec.serve.recommender",
         data_path=str(model_dir),
         signature=signature,
         pip_requirements=["seqrec", "torch", "safetensors", "pyarrow", "pandas"],
@@ -120,7 +120,7 @@ def promote_if_better(
 
 
 def download_model(model_uri: str, dst: str | Path | None = None) -> Path:
-    """Fetch a registered model's data folder (the :mod:`seqrec.serving` layout) locally."""
+    """Fetch a registered model's data folder (the :mod:`seqrec.serve.recommender` layout) locally."""
     local = Path(
         mlflow.artifacts.download_artifacts(
             artifact_uri=model_uri, dst_path=str(dst) if dst else None

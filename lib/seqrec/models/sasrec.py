@@ -3,7 +3,7 @@
 Kang & McAuley, "Self-Attentive Sequential Recommendation", ICDM 2018 (arXiv:1808.09781).
 
 Deviations from the paper, all deliberate:
-- Loss: trained by default with a full softmax over the catalogue (see ``seqrec.losses``)
+- Loss: trained by default with a full softmax over the catalogue (see ``seqrec.train.losses``)
   instead of BCE with one sampled negative; BCE stays available to reproduce the paper.
 - Feed-forward block: GELU and an inner width of ``ffn_mult * H`` (paper: ReLU, width H).
 - Inputs come from the shared :class:`~seqrec.models.layers.FeatureFusion` (item id plus side

@@ -1,0 +1,69 @@
+"""A few users' recent history next to their recommendations, with item titles, for people.
+
+Used by ``jobs/show_recommendations.py`` and by ``jobs/score.py --show N`` (which prints it in
+the scoring session, without starting another one). It reads a handful of rows only: the first
+``users`` rows of the recommendations table, their sequences, and the titles of the items shown.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from seqrec import schemas
+from seqrec.io import tables
+from seqrec.serve import scoring
+
+
+def show_recommendations(
+    spark: SparkSession, data: str, table: str, users: int = 3, history: int = 5
+) -> None:
+    """Print ``users`` users of the recommendations Delta ``table``: their predicted next
+    interests, history interest profile, newest ``history`` events and top 5 items."""
+    items = tables.read_parquet(spark, f"{data}/items")
+    vocab = tables.read_parquet(spark, f"{data}/vocab/item")
+    recs = spark.read.format("delta").load(table).limit(users)
+    has_profile = scoring.INTEREST_PROFILE in recs.columns
+    seqs = tables.read_parquet(spark, f"{data}/sequences")
+    shown = recs.join(seqs, on=schemas.USER_ID, how="inner").select(
+        schemas.USER_ID,
+        F.slice(schemas.SEQ_ITEMS, -history, history).alias("recent"),
+        scoring.RECOMMENDATIONS,
+        scoring.PURCHASE_INTENT,
+        scoring.INTERESTS,
+        scoring.MODEL_VERSION,
+        *([scoring.INTEREST_PROFILE] if has_profile else []),
+    )
+    rows = shown.collect()  # a handful of users, chosen by `users`
+    wanted_idx = {i for r in rows for i in r["recent"]}
+    wanted_ids = {rec[schemas.ITEM_ID] for r in rows for rec in r[scoring.RECOMMENDATIONS]}
+    id_of = {
+        r[schemas.VOCAB_IDX]: r[schemas.VOCAB_KEY]
+        for r in vocab.filter(F.col(schemas.VOCAB_IDX).isin(list(wanted_idx))).collect()
+    }
+    title_of = {
+        r[schemas.ITEM_ID]: r[schemas.TITLE] or r[schemas.ITEM_ID]
+        for r in items.filter(
+            F.col(schemas.ITEM_ID).isin(list(wanted_ids | set(id_of.values())))
+        ).collect()
+    }
+    for row in rows:
+        print(
+            f"\nuser {row[schemas.USER_ID]}  (model v{row[scoring.MODEL_VERSION]}, "
+            f"purchase intent {row[scoring.PURCHASE_INTENT]:.2f})"
+        )
+        interests = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in row[scoring.INTERESTS])
+        print(f"  predicted next interests: {interests or '-'}")
+        if has_profile:
+            profile = row[scoring.INTEREST_PROFILE] or []
+            shown_profile = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in profile)
+            print(f"  interest profile (history): {shown_profile or '-'}")
+        print("  recent history:")
+        for idx in row["recent"]:
+            item_id = id_of.get(idx, "<unknown>")
+            print(f"    - {title_of.get(item_id, item_id)}")
+        print("  recommended:")
+        for rec in row[scoring.RECOMMENDATIONS][:5]:
+            title = title_of.get(rec[schemas.ITEM_ID], rec[schemas.ITEM_ID])
+            print(f"    {rec['rank']:>2}. {title}  ({rec['score']:.2f})")
+    print(f"\nrecommendations table (Delta): {table}", flush=True)
