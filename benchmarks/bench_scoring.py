@@ -350,9 +350,9 @@ def recommendations_frame(spark: Any, rows: int, run_date: str, salt: int) -> An
 
     scores = spark.range(rows).select(
         F.concat(F.lit("user"), user.cast("string")).alias(schemas.USER_ID),
-        F.transform(F.sequence(F.lit(1), F.lit(K)), rec).alias(scoring.RECOMMENDATIONS),
-        F.transform(F.sequence(F.lit(1), F.lit(3)), interest).alias(scoring.INTERESTS),
-        ((user * 13 + F.lit(salt)) % 1000 / 1000.0).cast("double").alias(scoring.PURCHASE_INTENT),
+        F.transform(F.sequence(F.lit(1), F.lit(K)), rec).alias(schemas.RECOMMENDATIONS),
+        F.transform(F.sequence(F.lit(1), F.lit(3)), interest).alias(schemas.INTERESTS),
+        ((user * 13 + F.lit(salt)) % 1000 / 1000.0).cast("double").alias(schemas.PURCHASE_INTENT),
     )
     return scoring.with_lineage(
         scores, "seqrec-recommender", str(salt), run_date, f"{run_date} 03:00:00"
@@ -372,7 +372,7 @@ def merge_times(spark: Any, root: Path, rows: int) -> dict[str, float]:
     check = (
         spark.read.format("delta")
         .load(path)
-        .agg(F.count(F.lit(1)).alias("rows"), F.collect_set(scoring.MODEL_VERSION).alias("v"))
+        .agg(F.count(F.lit(1)).alias("rows"), F.collect_set(schemas.MODEL_VERSION).alias("v"))
         .first()
     )
     assert check is not None and check["rows"] == rows and check["v"] == ["2"], check

@@ -149,8 +149,8 @@ def _since(spark: SparkSession, config: ScoreConfig, version: str) -> str | None
     if not tables.is_delta(spark, config.table):
         print(f"[score] --since {LAST_RUN}: no table yet, so every user is scored", flush=True)
         return None
-    this_model = (F.col(scoring.MODEL_NAME) == config.model_name) & (
-        F.col(scoring.MODEL_VERSION) == version
+    this_model = (F.col(schemas.MODEL_NAME) == config.model_name) & (
+        F.col(schemas.MODEL_VERSION) == version
     )
     last = (
         spark.read.format("delta")
@@ -221,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     if config.profiles:
         scores = _with_profiles(spark, config, users, scores)
     output = scoring.with_lineage(scores, config.model_name, version, config.run_date, scored_at)
-    tables.merge_delta(output, config.table, schemas.USER_ID, volatile=[scoring.SCORED_AT])
+    tables.merge_delta(output, config.table, schemas.USER_ID, volatile=[schemas.SCORED_AT])
     print(f"[score] model {config.model_name} v{version} -> {config.table}", flush=True)
     if config.show > 0:
         show_recommendations(spark, config.data, config.table, users=config.show)

@@ -70,9 +70,6 @@ RARE_MODES = ("other", "drop")
 TRAIN, VALID, TEST = schemas.SPLIT_TRAIN, schemas.SPLIT_VALID, schemas.SPLIT_TEST
 SPLITS = (TRAIN, VALID, TEST)
 DESCRIPTION = "description"
-CONFIDENCE = "confidence"
-INTERESTS = "interests"
-WEIGHT = "weight"
 TEXT_COLUMNS = (schemas.TITLE, schemas.BRAND, DESCRIPTION)  # never the category: it is the label
 
 CONFIG_FILE = "interests.json"
@@ -88,23 +85,6 @@ DATASETS = {
 _BEAUTY_HEADER = ["item_id", "asin", "title", "attributes", "idgenrec_text_id"]
 _SCIENTIFIC_ROOT = "Industrial & Scientific"  # every labelled item's first level: no information
 _PATH_SEPARATOR = re.compile(r"\s*[|>]\s*")
-
-FILLED = T.StructType(
-    [
-        T.StructField(schemas.ITEM_ID, T.StringType(), False),
-        T.StructField(schemas.CATEGORY, T.StringType(), False),
-        T.StructField(CONFIDENCE, T.DoubleType(), False),
-    ]
-)
-INTEREST = T.StructType(
-    [T.StructField(schemas.CATEGORY, T.StringType()), T.StructField(WEIGHT, T.DoubleType())]
-)
-INTEREST_PROFILES = T.StructType(
-    [
-        T.StructField(schemas.USER_ID, T.StringType(), False),
-        T.StructField(INTERESTS, T.ArrayType(INTEREST, False), False),
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -785,7 +765,7 @@ def fill_missing(
         {
             schemas.ITEM_ID: missing[schemas.ITEM_ID].astype(str).to_numpy(),
             schemas.CATEGORY: labels,
-            CONFIDENCE: confidence,
+            schemas.CONFIDENCE: confidence,
         }
     )
 
@@ -804,13 +784,7 @@ def _load_once(model_file: str) -> InterestClassifier:
     return _LOADED[path]
 
 
-_ARROW_FILLED = pa.schema(
-    [
-        pa.field(schemas.ITEM_ID, pa.string(), nullable=False),
-        pa.field(schemas.CATEGORY, pa.string(), nullable=False),
-        pa.field(CONFIDENCE, pa.float64(), nullable=False),
-    ]
-)
+_ARROW_FILLED = schemas.arrow_schema(schemas.FILLED)
 
 
 def _classify_partition(
@@ -831,7 +805,7 @@ def _classify_partition(
                 {
                     schemas.ITEM_ID: batch.column(schemas.ITEM_ID),
                     schemas.CATEGORY: labels,
-                    CONFIDENCE: confidence,
+                    schemas.CONFIDENCE: confidence,
                 },
                 schema=_ARROW_FILLED,
             )
@@ -840,7 +814,7 @@ def _classify_partition(
 
 
 def fill_missing_spark(items: DataFrame, model_file: str, batch_size: int = 64) -> DataFrame:
-    """Items (item_id, category, any of title/brand/description) -> FILLED for the items whose
+    """Items (item_id, category, any of title/brand/description) -> schemas.FILLED for the items whose
     category is null or blank. ``model_file`` is the name given to ``SparkContext.addFile`` for
     the classifier folder (or a folder every worker can read).
 
@@ -852,8 +826,8 @@ def fill_missing_spark(items: DataFrame, model_file: str, batch_size: int = 64) 
     return (
         items.filter(is_missing)
         .select(F.col(schemas.ITEM_ID).cast(T.StringType()).alias(schemas.ITEM_ID), *columns)
-        .mapInArrow(_classify_partition(model_file, columns, batch_size), FILLED)
-        .select(*FILLED.fieldNames())
+        .mapInArrow(_classify_partition(model_file, columns, batch_size), schemas.FILLED)
+        .select(*schemas.FILLED.fieldNames())
     )
 
 
@@ -924,7 +898,7 @@ def interest_profile(
 def interest_profile_spark(
     sequences: DataFrame, item_categories: DataFrame, k: int = 3, decay: float = 0.8
 ) -> DataFrame:
-    """SEQUENCES (user_id, item_idx array) + (item_idx, category) -> INTEREST_PROFILES, as
+    """SEQUENCES (user_id, item_idx array) + (item_idx, category) -> schemas.INTEREST_PROFILES, as
     :func:`interest_profile`: one row per user, users never leave the executors.
 
     ``item_categories`` holds the category to use per item -- known or filled by
@@ -949,18 +923,22 @@ def interest_profile_spark(
     by_score = Window.partitionBy(schemas.USER_ID).orderBy(F.desc(score), F.asc(schemas.CATEGORY))
     top = per_category.withColumn(rank, F.row_number().over(by_score)).filter(F.col(rank) <= k)
     weighted = top.withColumn(
-        WEIGHT, F.col(score) / F.sum(score).over(Window.partitionBy(schemas.USER_ID))
+        schemas.WEIGHT, F.col(score) / F.sum(score).over(Window.partitionBy(schemas.USER_ID))
     )
     profiles = weighted.groupBy(schemas.USER_ID).agg(
-        F.array_sort(F.collect_list(F.struct(rank, schemas.CATEGORY, WEIGHT))).alias(INTERESTS)
+        F.array_sort(F.collect_list(F.struct(rank, schemas.CATEGORY, schemas.WEIGHT))).alias(
+            schemas.INTERESTS
+        )
     )
     ranked = F.transform(
-        F.col(INTERESTS),
-        lambda x: F.struct(x[schemas.CATEGORY].alias(schemas.CATEGORY), x[WEIGHT].alias(WEIGHT)),
+        F.col(schemas.INTERESTS),
+        lambda x: F.struct(
+            x[schemas.CATEGORY].alias(schemas.CATEGORY), x[schemas.WEIGHT].alias(schemas.WEIGHT)
+        ),
     )
-    empty = F.array().cast(T.ArrayType(INTEREST, False))
+    empty = F.array().cast(T.ArrayType(schemas.INTEREST, False))
     return (
         sequences.select(schemas.USER_ID)
         .join(profiles, on=schemas.USER_ID, how="left")
-        .select(schemas.USER_ID, F.coalesce(ranked, empty).alias(INTERESTS))
+        .select(schemas.USER_ID, F.coalesce(ranked, empty).alias(schemas.INTERESTS))
     )

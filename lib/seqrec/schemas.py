@@ -7,6 +7,7 @@ edit and a typo is an import error rather than a runtime ``AnalysisException``.
 
 from __future__ import annotations
 
+import pyarrow as pa
 from pyspark.sql import types as T
 
 # --- event types -------------------------------------------------------------------------------
@@ -160,3 +161,95 @@ LOO_SEQUENCES = T.StructType(
         *(f for f in SEQUENCES.fields if f.name not in (USER_ID, N_BEFORE_CUTOFF)),
     ]
 )
+
+# --- recommendations and interests ---------------------------------------------------------------
+# What scoring writes (``serve.scoring``), and the interest structs the classifier and the
+# profiles share (``interests``, ``serve.profiles``).
+RECOMMENDATIONS = "recommendations"
+INTERESTS = "interests"
+PURCHASE_INTENT = "purchase_intent"
+INTEREST_PROFILE = "interest_profile"  # from the user's history: see ``serve.scoring``
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+SCORED_AT = "scored_at"
+SCORE = "score"
+RANK = "rank"
+WEIGHT = "weight"
+CONFIDENCE = "confidence"
+
+RECOMMENDATION = T.StructType(
+    [
+        T.StructField(ITEM_ID, T.StringType()),
+        T.StructField(SCORE, T.DoubleType()),
+        T.StructField(RANK, T.IntegerType()),
+    ]
+)
+INTEREST = T.StructType(
+    [T.StructField(CATEGORY, T.StringType()), T.StructField(WEIGHT, T.DoubleType())]
+)
+# One row per scored user, as the model computes it.
+SCORES = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField(RECOMMENDATIONS, T.ArrayType(RECOMMENDATION)),
+        T.StructField(INTERESTS, T.ArrayType(INTEREST)),
+        T.StructField(PURCHASE_INTENT, T.DoubleType()),
+    ]
+)
+# The Delta recommendations table: SCORES with its lineage (interest_profile is added when the
+# items or events have categories).
+RECOMMENDATIONS_TABLE = T.StructType(
+    [
+        *SCORES.fields,
+        T.StructField(MODEL_NAME, T.StringType(), False),
+        T.StructField(MODEL_VERSION, T.StringType(), False),
+        T.StructField(RUN_DATE, T.DateType(), False),
+        T.StructField(SCORED_AT, T.TimestampType(), False),
+    ]
+)
+# The interest classifier's category for an item without one (``interests``).
+FILLED = T.StructType(
+    [
+        T.StructField(ITEM_ID, T.StringType(), False),
+        T.StructField(CATEGORY, T.StringType(), False),
+        T.StructField(CONFIDENCE, T.DoubleType(), False),
+    ]
+)
+INTEREST_PROFILES = T.StructType(
+    [
+        T.StructField(USER_ID, T.StringType(), False),
+        T.StructField(INTERESTS, T.ArrayType(INTEREST, False), False),
+    ]
+)
+
+_ARROW_TYPES = {
+    T.StringType: pa.string,
+    T.DoubleType: pa.float64,
+    T.FloatType: pa.float32,
+    T.IntegerType: pa.int32,
+    T.LongType: pa.int64,
+    T.BooleanType: pa.bool_,
+    T.DateType: pa.date32,
+}
+
+
+def _arrow_type(kind: T.DataType) -> pa.DataType:
+    if isinstance(kind, T.StructType):
+        return pa.struct([_arrow_field(f) for f in kind.fields])
+    if isinstance(kind, T.ArrayType):
+        return pa.list_(_arrow_type(kind.elementType))
+    if isinstance(kind, T.TimestampType):
+        return pa.timestamp("us", tz="UTC")
+    if type(kind) not in _ARROW_TYPES:
+        raise TypeError(f"no Arrow type for {kind!r}")
+    return _ARROW_TYPES[type(kind)]()
+
+
+def _arrow_field(field: T.StructField) -> pa.Field:
+    return pa.field(field.name, _arrow_type(field.dataType), nullable=field.nullable)
+
+
+def arrow_schema(schema: T.StructType) -> pa.Schema:
+    """The Arrow schema of a Spark one, for the Arrow batches a ``mapInArrow`` function yields:
+    derived here so no table is written twice."""
+    return pa.schema([_arrow_field(f) for f in schema.fields])

@@ -14,10 +14,6 @@ from pyspark.testing import assertDataFrameEqual
 
 from seqrec import schemas
 from seqrec.interests import (
-    CONFIDENCE,
-    FILLED,
-    INTEREST_PROFILES,
-    INTERESTS,
     OTHER,
     InterestClassifier,
     InterestConfig,
@@ -222,7 +218,7 @@ def test_fill_missing_predicts_exactly_the_missing_categories(trained, beauty):
     assert list(filled[schemas.ITEM_ID]) == missing_ids
     expected, confidence = classifier.predict(item_texts(items.iloc[[1, 4, 7, 10, 12]]))
     assert list(filled[schemas.CATEGORY]) == expected
-    np.testing.assert_allclose(filled[CONFIDENCE], confidence)
+    np.testing.assert_allclose(filled[schemas.CONFIDENCE], confidence)
     assert set(filled[schemas.CATEGORY]) <= set(classifier.classes)
 
 
@@ -235,8 +231,8 @@ def test_fill_missing_on_spark_equals_the_in_process_version(spark, trained, sav
         "item_id string, title string, brand string, category string",
     ).coalesce(1)  # one Python worker loads the encoder: each load costs seconds of CPU
     result = fill_missing_spark(frame, saved.name)
-    assert result.schema == FILLED
-    expected = spark.createDataFrame(fill_missing(classifier, items), FILLED)
+    assert result.schema == schemas.FILLED
+    expected = spark.createDataFrame(fill_missing(classifier, items), schemas.FILLED)
     assertDataFrameEqual(result, expected, rtol=1e-5)
 
 
@@ -383,9 +379,9 @@ def test_interest_profile_on_spark_equals_the_in_process_version(spark):
                 (user, [{"category": c, "weight": w} for c, w in profile])
                 for user, profile in interest_profile(HISTORIES, CATEGORIES, k, decay).items()
             ],
-            INTEREST_PROFILES,
+            schemas.INTEREST_PROFILES,
         )
-        assert result.columns == [schemas.USER_ID, INTERESTS]
+        assert result.columns == [schemas.USER_ID, schemas.INTERESTS]
         assertDataFrameEqual(result, expected, rtol=1e-9)
 
 

@@ -188,7 +188,6 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     from pyspark.sql import functions as F
 
     from seqrec import schemas
-    from seqrec.serve import scoring
 
     _submit_environment(monkeypatch, tmp_path, champion)
     states = _test_dag(dagbag, "seqrec_nightly_scoring", datetime(2026, 11, 28, 2, tzinfo=UTC))
@@ -200,8 +199,8 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
         F.count(F.lit(1)).alias("rows"),
         F.countDistinct(schemas.USER_ID).alias("users"),
         F.collect_set(schemas.RUN_DATE).alias("run_dates"),
-        F.collect_set(scoring.MODEL_VERSION).alias("versions"),
-        F.min(F.size(scoring.RECOMMENDATIONS)).alias("min_recs"),
+        F.collect_set(schemas.MODEL_VERSION).alias("versions"),
+        F.min(F.size(schemas.RECOMMENDATIONS)).alias("min_recs"),
     ).first()
     n_users = users.count()
     assert n_users > 50

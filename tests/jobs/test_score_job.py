@@ -114,12 +114,12 @@ def test_the_champion_scores_every_user_and_a_rerun_changes_nothing(spark, setup
     assert _run(setup, table) == 0
     version, rows = _snapshot(spark, table)
     assert len(rows) == N_USERS and len({r[schemas.USER_ID] for r in rows}) == N_USERS
-    assert {r[scoring.MODEL_VERSION] for r in rows} == {setup["fits"]}
-    assert {r[scoring.MODEL_NAME] for r in rows} == {NAME}
+    assert {r[schemas.MODEL_VERSION] for r in rows} == {setup["fits"]}
+    assert {r[schemas.MODEL_NAME] for r in rows} == {NAME}
     assert {str(r[schemas.RUN_DATE]) for r in rows} == {"2026-11-28"}
-    assert all(len(r[scoring.RECOMMENDATIONS]) == 5 for r in rows)
+    assert all(len(r[schemas.RECOMMENDATIONS]) == 5 for r in rows)
     # Category 4, in most histories, is newer than the model: read as <unk>, it failed nothing.
-    assert all(r[scoring.INTERESTS] for r in rows)
+    assert all(r[schemas.INTERESTS] for r in rows)
 
     assert _run(setup, table) == 0  # the same date again, with a new scored_at
     again_version, again = _snapshot(spark, table)
@@ -189,10 +189,10 @@ def test_since_last_run_scores_the_active_users_until_the_model_changes(spark, s
     second = run("2023-11-16", setup["fits"])  # active since 2023-11-15: the ten moved users
     assert {u for u, r in second.items() if str(r[schemas.RUN_DATE]) == "2023-11-16"} == moved
     for user, row in second.items():  # same model, same history: the same recommendations
-        assert row[scoring.RECOMMENDATIONS] == first[user][scoring.RECOMMENDATIONS]
+        assert row[schemas.RECOMMENDATIONS] == first[user][schemas.RECOMMENDATIONS]
 
     third = run("2023-11-17", setup["other"])  # another model: every user again
-    assert {r[scoring.MODEL_VERSION] for r in third.values()} == {setup["other"]}
+    assert {r[schemas.MODEL_VERSION] for r in third.values()} == {setup["other"]}
     assert {str(r[schemas.RUN_DATE]) for r in third.values()} == {"2023-11-17"}
 
     before = _snapshot(spark, table)

@@ -53,26 +53,26 @@ def test_scores_match_the_model_run_on_the_driver(spark, scored_setup) -> None:
     out = _score(spark, data_dir, model_dir, "2026-11-28", "2026-11-28 03:00:00")
     # the contract's columns and types (Spark widens literal columns to nullable)
     assert [(f.name, f.dataType) for f in out.schema] == [
-        (f.name, f.dataType) for f in scoring.RECOMMENDATIONS_TABLE
+        (f.name, f.dataType) for f in schemas.RECOMMENDATIONS_TABLE
     ]
     rows = {r[schemas.USER_ID]: r for r in out.collect()}  # 40 tiny rows: fine in a test
     assert len(rows) == 40
-    recommended = {r["item_id"] for row in rows.values() for r in row[scoring.RECOMMENDATIONS]}
+    recommended = {r["item_id"] for row in rows.values() for r in row[schemas.RECOMMENDATIONS]}
     assert OOV_KEY not in recommended and len(recommended) > K
     model = recommender.load_model(model_dir)
     users = tables.read_parquet(spark, str(data_dir / "sequences")).toPandas()
     for _, user in users.head(5).iterrows():
         expected = model.predict(user.to_frame().T, params={"k": K})
         got = rows[user[schemas.USER_ID]]
-        assert [r["item_id"] for r in got[scoring.RECOMMENDATIONS]] == list(
+        assert [r["item_id"] for r in got[schemas.RECOMMENDATIONS]] == list(
             expected["recommendations"][0]
         )
-        assert [r["rank"] for r in got[scoring.RECOMMENDATIONS]] == list(range(1, K + 1))
+        assert [r["rank"] for r in got[schemas.RECOMMENDATIONS]] == list(range(1, K + 1))
         seen = {f"item{i}" for i in user[schemas.SEQ_ITEMS]}
-        assert not seen & {r["item_id"] for r in got[scoring.RECOMMENDATIONS]}
-        assert got[scoring.PURCHASE_INTENT] == pytest.approx(expected["purchase_intent"][0])
-        assert 1 <= len(got[scoring.INTERESTS]) <= 3
-        assert all(i["category"].startswith("category") for i in got[scoring.INTERESTS])
+        assert not seen & {r["item_id"] for r in got[schemas.RECOMMENDATIONS]}
+        assert got[schemas.PURCHASE_INTENT] == pytest.approx(expected["purchase_intent"][0])
+        assert 1 <= len(got[schemas.INTERESTS]) <= 3
+        assert all(i["category"].startswith("category") for i in got[schemas.INTERESTS])
 
 
 def test_merge_rerun_is_idempotent_and_history_shows_each_run(
@@ -97,7 +97,7 @@ def test_merge_rerun_is_idempotent_and_history_shows_each_run(
 def _assert_profiles(frame, expected: dict[str, list[tuple[str, float]]]) -> None:
     """``frame``'s INTEREST_PROFILE per user equals ``expected`` (all 40 users, same order)."""
     got = {
-        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[scoring.INTEREST_PROFILE]]
+        r[schemas.USER_ID]: [(i["category"], i["weight"]) for i in r[schemas.INTEREST_PROFILE]]
         for r in frame.collect()
     }
     assert got.keys() == expected.keys() and len(got) == 40
@@ -135,8 +135,8 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     newer = scoring.with_lineage(scores, "recs", "1", "2026-11-29", "2026-11-29 03:00:00")
     tables.merge_delta(newer, table, schemas.USER_ID)
     merged = spark.read.format("delta").load(table)
-    assert scoring.INTEREST_PROFILE in merged.columns and merged.count() == 40
-    assert merged.filter(F.size(scoring.INTEREST_PROFILE) == 0).count() == 0
+    assert schemas.INTEREST_PROFILE in merged.columns and merged.count() == 40
+    assert merged.filter(F.size(schemas.INTEREST_PROFILE) == 0).count() == 0
 
 
 def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None:
@@ -260,8 +260,8 @@ def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup)
         expected["purchase_intent"],
         strict=True,
     ):
-        assert [r[schemas.ITEM_ID] for r in got[user][scoring.RECOMMENDATIONS]] == list(ids)
-        assert got[user][scoring.PURCHASE_INTENT] == pytest.approx(intent, abs=1e-5)
+        assert [r[schemas.ITEM_ID] for r in got[user][schemas.RECOMMENDATIONS]] == list(ids)
+        assert got[user][schemas.PURCHASE_INTENT] == pytest.approx(intent, abs=1e-5)
 
 
 def test_exclusion_leaves_out_the_history_the_purchases_or_nothing(scored_setup) -> None:
@@ -285,7 +285,7 @@ def test_exclusion_leaves_out_the_history_the_purchases_or_nothing(scored_setup)
                 scoring.EXCLUDE_NONE: set(),
             }[exclude]
             recommended = [
-                r[schemas.ITEM_ID] for r in got[user[schemas.USER_ID]][scoring.RECOMMENDATIONS]
+                r[schemas.ITEM_ID] for r in got[user[schemas.USER_ID]][schemas.RECOMMENDATIONS]
             ]
             assert sorted(recommended) == sorted(f"item{i}" for i in every_item - left_out)
     with pytest.raises(ValueError, match="exclude must be one of"):
@@ -358,7 +358,7 @@ def test_the_showcase_prints_titles_of_the_history_and_the_recommendations(
         recommended = lines[lines.index("  recommended:") + 1 :][:5]
         expected = [
             f"{r['rank']:>2}. Title {r[schemas.ITEM_ID][len('item') :]}  ({r['score']:.2f})"
-            for r in stored[user][scoring.RECOMMENDATIONS][:5]
+            for r in stored[user][schemas.RECOMMENDATIONS][:5]
         ]
         assert [line.strip() for line in recommended] == [e.strip() for e in expected]
     assert printed.rstrip().endswith(f"recommendations table (Delta): {table}")

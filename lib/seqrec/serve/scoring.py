@@ -28,54 +28,6 @@ from seqrec.prep.vocab import OOV_IDX, key_id
 from seqrec.serve import recommender
 from seqrec.spark import load_once
 
-RECOMMENDATIONS = "recommendations"
-INTERESTS = "interests"
-PURCHASE_INTENT = "purchase_intent"
-INTEREST_PROFILE = "interest_profile"  # from the user's history: see :func:`with_profiles`
-MODEL_NAME = "model_name"
-MODEL_VERSION = "model_version"
-SCORED_AT = "scored_at"
-
-SCORES = T.StructType(
-    [
-        T.StructField(schemas.USER_ID, T.StringType(), False),
-        T.StructField(
-            RECOMMENDATIONS,
-            T.ArrayType(
-                T.StructType(
-                    [
-                        T.StructField(schemas.ITEM_ID, T.StringType()),
-                        T.StructField("score", T.DoubleType()),
-                        T.StructField("rank", T.IntegerType()),
-                    ]
-                )
-            ),
-        ),
-        T.StructField(
-            INTERESTS,
-            T.ArrayType(
-                T.StructType(
-                    [
-                        T.StructField(schemas.CATEGORY, T.StringType()),
-                        T.StructField("weight", T.DoubleType()),
-                    ]
-                )
-            ),
-        ),
-        T.StructField(PURCHASE_INTENT, T.DoubleType()),
-    ]
-)
-RECOMMENDATIONS_TABLE = T.StructType(
-    [
-        *SCORES.fields,
-        T.StructField(MODEL_NAME, T.StringType(), False),
-        T.StructField(MODEL_VERSION, T.StringType(), False),
-        T.StructField(schemas.RUN_DATE, T.DateType(), False),
-        T.StructField(SCORED_AT, T.TimestampType(), False),
-    ]
-)
-
-
 # What a user is never recommended: any item of their history, the items they bought, or nothing.
 EXCLUDE_SEEN = "seen"
 EXCLUDE_PURCHASED = "purchased"
@@ -155,7 +107,7 @@ def score_batches(
     n_interests: int,
     batch_size: int,
 ) -> Iterator[pa.RecordBatch]:
-    """SEQUENCES batches -> SCORES batches: what each Spark task runs, usable without Spark.
+    """SEQUENCES batches -> schemas.SCORES batches: what each Spark task runs, usable without Spark.
     ``exclude`` is one of :data:`EXCLUDE_CHOICES`."""
     _check_exclude(exclude)
     for batch in batches:
@@ -192,7 +144,7 @@ class BatchScorer:
     def score(
         self, batch: pa.RecordBatch, k: int, exclude: str, n_interests: int
     ) -> pa.RecordBatch:
-        """SEQUENCES columns of one batch -> SCORES rows (Arrow), in the same user order."""
+        """SEQUENCES columns of one batch -> schemas.SCORES rows (Arrow), in the same user order."""
         offsets, items = _flat(batch.column(schemas.SEQ_ITEMS))
         longest = int(np.diff(offsets).max(initial=0))
         # Extra left padding leaves every model's prediction unchanged (a model contract), so
@@ -334,22 +286,9 @@ def _row_offsets(keep: np.ndarray) -> pa.Array:
     return pa.array(np.concatenate([[0], np.cumsum(keep.sum(axis=1))]).astype(np.int32))
 
 
-_RECOMMENDATION = pa.struct(
-    [
-        pa.field(schemas.ITEM_ID, pa.string()),
-        pa.field("score", pa.float64()),
-        pa.field("rank", pa.int32()),
-    ]
-)
-_INTEREST = pa.struct([pa.field(schemas.CATEGORY, pa.string()), pa.field("weight", pa.float64())])
-_ARROW_SCORES = pa.schema(
-    [
-        pa.field(schemas.USER_ID, pa.string(), nullable=False),
-        pa.field(RECOMMENDATIONS, pa.list_(_RECOMMENDATION)),
-        pa.field(INTERESTS, pa.list_(_INTEREST)),
-        pa.field(PURCHASE_INTENT, pa.float64()),
-    ]
-)
+_ARROW_SCORES = schemas.arrow_schema(schemas.SCORES)
+_RECOMMENDATION = _ARROW_SCORES.field(schemas.RECOMMENDATIONS).type.value_type
+_INTEREST = _ARROW_SCORES.field(schemas.INTERESTS).type.value_type
 
 
 def active_since(sequences: DataFrame, since: str | None) -> DataFrame:
@@ -372,7 +311,7 @@ def score_users(
     n_interests: int = 3,
     batch_size: int = 256,
 ) -> DataFrame:
-    """SEQUENCES -> SCORES, one row per user. ``model_file`` is the name the model folder was
+    """SEQUENCES -> schemas.SCORES, one row per user. ``model_file`` is the name the model folder was
     shipped under (:func:`seqrec.spark.ship_folder`). ``exclude``: the items never
     recommended to a user (:data:`EXCLUDE_CHOICES`): any item of their history (``seen``), the
     ones they bought (``purchased``), or none.
@@ -391,7 +330,7 @@ def score_users(
         schemas.SEQ_TIMES,
     ]
     return sequences.select(*columns).mapInArrow(
-        _scorer(model_file, k, exclude, n_interests, batch_size), SCORES
+        _scorer(model_file, k, exclude, n_interests, batch_size), schemas.SCORES
     )
 
 
@@ -450,14 +389,16 @@ def with_profiles(
     k: int = 3,
     decay: float = 0.8,
 ) -> DataFrame:
-    """SCORES + INTEREST_PROFILE: each user's top-``k`` categories of the items in their history,
+    """schemas.SCORES + schemas.INTEREST_PROFILE: each user's top-``k`` categories of the items in their history,
     recency-weighted (:func:`seqrec.interests.interest_profile_spark`), beside the model's
     predicted next interests. An empty list for a user with no categorized item."""
     from seqrec.interests import interest_profile_spark
 
     profiles = interest_profile_spark(sequences, categories, k=k, decay=decay)
     return scores.join(
-        profiles.withColumnRenamed(INTERESTS, INTEREST_PROFILE), on=schemas.USER_ID, how="left"
+        profiles.withColumnRenamed(schemas.INTERESTS, schemas.INTEREST_PROFILE),
+        on=schemas.USER_ID,
+        how="left",
     )
 
 
@@ -465,12 +406,14 @@ def with_lineage(
     scores: DataFrame, model_name: str, model_version: str, run_date: str, scored_at: str
 ) -> DataFrame:
     """Add the model and run lineage columns; ``scored_at`` comes in as an argument."""
-    extra = [c for c in scores.columns if c not in SCORES.fieldNames()]  # e.g. INTEREST_PROFILE
+    extra = [
+        c for c in scores.columns if c not in schemas.SCORES.fieldNames()
+    ]  # e.g. schemas.INTEREST_PROFILE
     return scores.select(
-        *SCORES.fieldNames(),
+        *schemas.SCORES.fieldNames(),
         *extra,
-        F.lit(model_name).alias(MODEL_NAME),
-        F.lit(model_version).alias(MODEL_VERSION),
+        F.lit(model_name).alias(schemas.MODEL_NAME),
+        F.lit(model_version).alias(schemas.MODEL_VERSION),
         F.lit(run_date).cast(T.DateType()).alias(schemas.RUN_DATE),
-        F.lit(scored_at).cast(T.TimestampType()).alias(SCORED_AT),
+        F.lit(scored_at).cast(T.TimestampType()).alias(schemas.SCORED_AT),
     )

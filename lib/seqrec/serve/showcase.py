@@ -12,7 +12,6 @@ from pyspark.sql import functions as F
 
 from seqrec import schemas
 from seqrec.io import tables
-from seqrec.serve import scoring
 
 
 def show_recommendations(
@@ -23,20 +22,20 @@ def show_recommendations(
     items = tables.read_parquet(spark, f"{data}/items")
     vocab = tables.read_parquet(spark, f"{data}/vocab/item")
     recs = spark.read.format("delta").load(table).limit(users)
-    has_profile = scoring.INTEREST_PROFILE in recs.columns
+    has_profile = schemas.INTEREST_PROFILE in recs.columns
     seqs = tables.read_parquet(spark, f"{data}/sequences")
     shown = recs.join(seqs, on=schemas.USER_ID, how="inner").select(
         schemas.USER_ID,
         F.slice(schemas.SEQ_ITEMS, -history, history).alias("recent"),
-        scoring.RECOMMENDATIONS,
-        scoring.PURCHASE_INTENT,
-        scoring.INTERESTS,
-        scoring.MODEL_VERSION,
-        *([scoring.INTEREST_PROFILE] if has_profile else []),
+        schemas.RECOMMENDATIONS,
+        schemas.PURCHASE_INTENT,
+        schemas.INTERESTS,
+        schemas.MODEL_VERSION,
+        *([schemas.INTEREST_PROFILE] if has_profile else []),
     )
     rows = shown.collect()  # a handful of users, chosen by `users`
     wanted_idx = {i for r in rows for i in r["recent"]}
-    wanted_ids = {rec[schemas.ITEM_ID] for r in rows for rec in r[scoring.RECOMMENDATIONS]}
+    wanted_ids = {rec[schemas.ITEM_ID] for r in rows for rec in r[schemas.RECOMMENDATIONS]}
     id_of = {
         r[schemas.VOCAB_IDX]: r[schemas.VOCAB_KEY]
         for r in vocab.filter(F.col(schemas.VOCAB_IDX).isin(list(wanted_idx))).collect()
@@ -49,13 +48,13 @@ def show_recommendations(
     }
     for row in rows:
         print(
-            f"\nuser {row[schemas.USER_ID]}  (model v{row[scoring.MODEL_VERSION]}, "
-            f"purchase intent {row[scoring.PURCHASE_INTENT]:.2f})"
+            f"\nuser {row[schemas.USER_ID]}  (model v{row[schemas.MODEL_VERSION]}, "
+            f"purchase intent {row[schemas.PURCHASE_INTENT]:.2f})"
         )
-        interests = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in row[scoring.INTERESTS])
+        interests = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in row[schemas.INTERESTS])
         print(f"  predicted next interests: {interests or '-'}")
         if has_profile:
-            profile = row[scoring.INTEREST_PROFILE] or []
+            profile = row[schemas.INTEREST_PROFILE] or []
             shown_profile = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in profile)
             print(f"  interest profile (history): {shown_profile or '-'}")
         print("  recent history:")
@@ -63,7 +62,7 @@ def show_recommendations(
             item_id = id_of.get(idx, "<unknown>")
             print(f"    - {title_of.get(item_id, item_id)}")
         print("  recommended:")
-        for rec in row[scoring.RECOMMENDATIONS][:5]:
+        for rec in row[schemas.RECOMMENDATIONS][:5]:
             title = title_of.get(rec[schemas.ITEM_ID], rec[schemas.ITEM_ID])
             print(f"    {rec['rank']:>2}. {title}  ({rec['score']:.2f})")
     print(f"\nrecommendations table (Delta): {table}", flush=True)
