@@ -29,6 +29,7 @@ from pyspark.sql import functions as F
 from seqrec import schemas
 from seqrec.io import registry, tables
 from seqrec.serve import (
+    profiles,
     recommender,
     scoring,
 )
@@ -134,11 +135,11 @@ def _with_profiles(
     category_vocab = (
         tables.read_parquet(spark, vocab_path) if tables.exists(spark, vocab_path) else None
     )
-    inputs = scoring.profile_inputs(users, items, category_vocab, config.profile_depth)
+    inputs = profiles.profile_inputs(users, items, category_vocab, config.profile_depth)
     if inputs is None:
         print("[score] neither items nor events have a category: no interest_profile", flush=True)
         return scores
-    return scoring.with_profiles(scores, *inputs)
+    return profiles.with_profiles(scores, *inputs)
 
 
 def _since(spark: SparkSession, config: ScoreConfig, version: str) -> str | None:

@@ -43,7 +43,7 @@ import os
 import re
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import torch
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from safetensors.torch import load_file, save_file
@@ -84,7 +84,6 @@ DATASETS = {
 }
 _BEAUTY_HEADER = ["item_id", "asin", "title", "attributes", "idgenrec_text_id"]
 _SCIENTIFIC_ROOT = "Industrial & Scientific"  # every labelled item's first level: no information
-_PATH_SEPARATOR = re.compile(r"\s*[|>]\s*")
 
 
 @dataclass(frozen=True)
@@ -250,21 +249,8 @@ def truncate_category(category: str | None, depth: int) -> str | None:
     text = _clean(category)
     if text is None or depth == 0:
         return text
-    cuts = [m.start() for m in _PATH_SEPARATOR.finditer(text)]
+    cuts = [m.start() for m in schemas.CATEGORY_PATH_SEPARATOR.finditer(text)]
     return text[: cuts[depth - 1]] if len(cuts) >= depth else text
-
-
-def truncate_category_column(category: Column, depth: int) -> Column:
-    """:func:`truncate_category` as a Spark expression (null and blank give null)."""
-    text = F.trim(category)
-    text = F.when(text != F.lit(""), text)
-    if depth == 0:
-        return text
-    levels = F.split(text, _PATH_SEPARATOR.pattern)
-    first = F.regexp_extract(
-        text, r"^((?:[^|>]*[|>]){" + str(depth - 1) + r"}[^|>]*?)\s*(?:[|>].*)?$", 1
-    )
-    return F.when(F.size(levels) <= depth, text).otherwise(first)
 
 
 def item_texts(items: pd.DataFrame) -> list[str]:
@@ -856,89 +842,4 @@ def with_filled_categories(items: DataFrame, folder: str | Path, batch_size: int
             F.coalesce(known, F.col("_filled")).alias(name) if name == schemas.CATEGORY else name
             for name in items.columns
         ]
-    )
-
-
-# --- interest profiles ---------------------------------------------------------------------------
-def _check_profile_args(k: int, decay: float) -> None:
-    if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
-    if not 0 < decay <= 1:
-        raise ValueError(f"decay must be in (0, 1], got {decay}")
-
-
-def interest_profile(
-    histories: Mapping[str, Sequence[Hashable]],
-    item_categories: Mapping[Hashable, str | None],
-    k: int = 3,
-    decay: float = 0.8,
-) -> dict[str, list[tuple[str, float]]]:
-    """Each user's top-``k`` categories with weights summing to 1.
-
-    A history is chronological; the event at position ``i`` of ``n`` weighs ``decay ** (n-1-i)``
-    (1 for the latest). Items with no category (absent or None) carry no interest but still age
-    the events before them. Categories are ranked by summed weight, ties by name; a user with no
-    categorized item gets an empty list.
-    """
-    _check_profile_args(k, decay)
-    profiles: dict[str, list[tuple[str, float]]] = {}
-    for user, history in histories.items():
-        scores: dict[str, float] = {}
-        n = len(history)
-        for position, item in enumerate(history):
-            category = item_categories.get(item)
-            if category is not None:
-                scores[category] = scores.get(category, 0.0) + decay ** (n - 1 - position)
-        top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-        total = sum(w for _, w in top)
-        profiles[user] = [(c, w / total) for c, w in top]
-    return profiles
-
-
-def interest_profile_spark(
-    sequences: DataFrame, item_categories: DataFrame, k: int = 3, decay: float = 0.8
-) -> DataFrame:
-    """SEQUENCES (user_id, item_idx array) + (item_idx, category) -> schemas.INTEREST_PROFILES, as
-    :func:`interest_profile`: one row per user, users never leave the executors.
-
-    ``item_categories`` holds the category to use per item -- known or filled by
-    :func:`fill_missing_spark`, truncated to the depth wanted.
-    """
-    _check_profile_args(k, decay)
-    position, length, score, rank = "_position", "_length", "_score", "_rank"
-    events = sequences.select(
-        schemas.USER_ID,
-        F.size(schemas.SEQ_ITEMS).alias(length),
-        F.posexplode(schemas.SEQ_ITEMS).alias(position, schemas.ITEM_IDX),
-    )
-    categories = item_categories.select(schemas.ITEM_IDX, schemas.CATEGORY).filter(
-        F.col(schemas.CATEGORY).isNotNull()
-    )
-    age = F.col(length) - 1 - F.col(position)
-    per_category = (
-        events.join(categories, on=schemas.ITEM_IDX, how="inner")
-        .groupBy(schemas.USER_ID, schemas.CATEGORY)
-        .agg(F.sum(F.pow(F.lit(float(decay)), age)).alias(score))
-    )
-    by_score = Window.partitionBy(schemas.USER_ID).orderBy(F.desc(score), F.asc(schemas.CATEGORY))
-    top = per_category.withColumn(rank, F.row_number().over(by_score)).filter(F.col(rank) <= k)
-    weighted = top.withColumn(
-        schemas.WEIGHT, F.col(score) / F.sum(score).over(Window.partitionBy(schemas.USER_ID))
-    )
-    profiles = weighted.groupBy(schemas.USER_ID).agg(
-        F.array_sort(F.collect_list(F.struct(rank, schemas.CATEGORY, schemas.WEIGHT))).alias(
-            schemas.INTERESTS
-        )
-    )
-    ranked = F.transform(
-        F.col(schemas.INTERESTS),
-        lambda x: F.struct(
-            x[schemas.CATEGORY].alias(schemas.CATEGORY), x[schemas.WEIGHT].alias(schemas.WEIGHT)
-        ),
-    )
-    empty = F.array().cast(T.ArrayType(schemas.INTEREST, False))
-    return (
-        sequences.select(schemas.USER_ID)
-        .join(profiles, on=schemas.USER_ID, how="left")
-        .select(schemas.USER_ID, F.coalesce(ranked, empty).alias(schemas.INTERESTS))
     )

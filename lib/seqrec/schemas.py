@@ -7,6 +7,8 @@ edit and a typo is an import error rather than a runtime ``AnalysisException``.
 
 from __future__ import annotations
 
+import re
+
 import pyarrow as pa
 from pyspark.sql import types as T
 
@@ -105,6 +107,21 @@ ITEM_META = T.StructType(
         T.StructField(CATEGORY, T.StringType()),
         T.StructField(PRICE, T.DoubleType()),
         T.StructField(ATTRIBUTES, T.ArrayType(T.StringType())),
+    ]
+)
+
+# The published items table (``<build>/items``): one row per item of the item vocabulary, with
+# its id, how often it occurred and when it was first seen (the vocabulary's count and first
+# run date), and whatever ITEM_META the source had (null when it had none).
+N_EVENTS = "n_events"
+FIRST_RUN_DATE = "first_run_date"
+ITEMS = T.StructType(
+    [
+        T.StructField(ITEM_ID, T.StringType(), nullable=False),
+        T.StructField(ITEM_IDX, T.IntegerType(), nullable=False),
+        *(f for f in ITEM_META.fields if f.name != ITEM_ID),
+        T.StructField(N_EVENTS, T.LongType(), nullable=False),
+        T.StructField(FIRST_RUN_DATE, T.DateType(), nullable=False),
     ]
 )
 
@@ -253,3 +270,7 @@ def arrow_schema(schema: T.StructType) -> pa.Schema:
     """The Arrow schema of a Spark one, for the Arrow batches a ``mapInArrow`` function yields:
     derived here so no table is written twice."""
     return pa.schema([_arrow_field(f) for f in schema.fields])
+
+
+# A category path's levels are separated by "|" (Amazon) or ">" (the generator and many shops).
+CATEGORY_PATH_SEPARATOR = re.compile(r"\s*[|>]\s*")

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from seqrec import schemas
@@ -21,8 +20,6 @@ from seqrec.interests import (
     classification_metrics,
     fill_missing,
     fill_missing_spark,
-    interest_profile,
-    interest_profile_spark,
     item_texts,
     load_items,
     log_run,
@@ -32,10 +29,9 @@ from seqrec.interests import (
     text_of,
     train_classifier,
     truncate_category,
-    truncate_category_column,
     with_filled_categories,
 )
-from seqrec.serve import scoring
+from seqrec.serve import profiles
 from seqrec.text.embedding import TextEncoder
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,25 +88,6 @@ def saved(trained, tmp_path_factory) -> Path:
 )
 def test_truncate_category_keeps_the_first_levels(category, depth, expected):
     assert truncate_category(category, depth) == expected
-
-
-def test_truncate_category_column_equals_the_python_version(spark):
-    paths = [
-        "Makeup|Eyes|Mascara",
-        "Beauty>Makeup>Lipstick",
-        "Beauty > Makeup > Lipstick",
-        "  Hair Care  ",
-        "Skin Care | Face",
-        "",
-        "   ",
-        None,
-    ]
-    frame = spark.createDataFrame([(p,) for p in paths], "category string")
-    for depth in (0, 1, 2, 3, 5):
-        got = [
-            r[0] for r in frame.select(truncate_category_column(frame.category, depth)).collect()
-        ]
-        assert got == [truncate_category(p, depth) for p in paths], depth
 
 
 def test_split_is_deterministic_order_free_and_stable_when_items_are_added():
@@ -249,7 +226,7 @@ def test_scoring_categories_take_the_classifier_only_where_the_item_has_none(
     ).coalesce(1)
     got = {
         r[schemas.ITEM_IDX]: r[schemas.CATEGORY]
-        for r in scoring.item_categories(with_filled_categories(frame, saved), depth=2).collect()
+        for r in profiles.item_categories(with_filled_categories(frame, saved), depth=2).collect()
     }
     predicted = dict(
         zip(
@@ -320,69 +297,6 @@ def test_build_fills_missing_item_categories_with_the_classifier(
     vocab = tables.read_parquet(spark, str(tmp_path / "out" / "vocab" / "category"))
     keys = {r[schemas.VOCAB_KEY] for r in vocab.collect()}
     assert {built[i] for i in blanked if built[i] is not None} <= keys
-
-
-# --- interest profiles ---------------------------------------------------------------------------
-CATEGORIES = {1: "Makeup", 2: "Hair Care", 3: None, 4: "Fragrance", 5: "Skin Care"}
-HISTORIES = {
-    # decay 0.5, latest weighs 1: Makeup 0.125 + 1 = 1.125, Hair Care 0.25, item 3 has no
-    # category (its 0.5 counts for nobody) -> 1.125/1.375, 0.25/1.375
-    "u1": [1, 2, 3, 1],
-    # repeats add up: Makeup 0.125 + 0.5 = 0.625, Fragrance 0.25 + 1 = 1.25 -> /1.875
-    "u2": [1, 4, 1, 4],
-    # four categories, k=3 drops the oldest: weights 1, .5, .25 -> /1.75
-    "u3": [2, 4, 5, 1],
-    "u4": [3, 3],  # nothing categorized
-    "u5": [99, 2],  # an item with no entry at all counts like one with no category
-}
-EXPECTED = {
-    "u1": [("Makeup", 1.125 / 1.375), ("Hair Care", 0.25 / 1.375)],
-    "u2": [("Fragrance", 1.25 / 1.875), ("Makeup", 0.625 / 1.875)],
-    "u3": [("Makeup", 1 / 1.75), ("Skin Care", 0.5 / 1.75), ("Fragrance", 0.25 / 1.75)],
-    "u4": [],
-    "u5": [("Hair Care", 1.0)],
-}
-
-
-def test_interest_profile_matches_a_hand_worked_example():
-    profiles = interest_profile(HISTORIES, CATEGORIES, k=3, decay=0.5)
-    assert profiles.keys() == EXPECTED.keys()
-    for user, expected in EXPECTED.items():
-        assert [c for c, _ in profiles[user]] == [c for c, _ in expected], user
-        assert [w for _, w in profiles[user]] == pytest.approx([w for _, w in expected]), user
-    assert interest_profile({"u": [2, 1]}, CATEGORIES, k=1, decay=0.9) == {"u": [("Makeup", 1.0)]}
-    # without decay Fragrance and Skin Care tie; the tie goes by name
-    tie = interest_profile({"u": [4, 5, 1, 1]}, CATEGORIES, k=2, decay=1.0)
-    assert tie == {"u": [("Makeup", 2 / 3), ("Fragrance", 1 / 3)]}
-    with pytest.raises(ValueError):
-        interest_profile(HISTORIES, CATEGORIES, k=3, decay=0.0)
-
-
-def test_interest_profile_on_spark_equals_the_in_process_version(spark):
-    sequences = spark.createDataFrame(
-        [(u, items, len(items)) for u, items in HISTORIES.items()],
-        T.StructType(
-            [
-                T.StructField(schemas.USER_ID, T.StringType(), False),
-                T.StructField(schemas.SEQ_ITEMS, T.ArrayType(T.IntegerType(), False), False),
-                T.StructField(schemas.SEQ_LEN, T.IntegerType(), False),
-            ]
-        ),
-    ).repartition(2)
-    categories = spark.createDataFrame(
-        list(CATEGORIES.items()), "item_idx int, category string"
-    ).repartition(2)
-    for k, decay in ((3, 0.5), (2, 1.0)):  # with decay 1.0, u3's four categories tie
-        result = interest_profile_spark(sequences, categories, k=k, decay=decay)
-        expected = spark.createDataFrame(
-            [
-                (user, [{"category": c, "weight": w} for c, w in profile])
-                for user, profile in interest_profile(HISTORIES, CATEGORIES, k, decay).items()
-            ],
-            schemas.INTEREST_PROFILES,
-        )
-        assert result.columns == [schemas.USER_ID, schemas.INTERESTS]
-        assertDataFrameEqual(result, expected, rtol=1e-9)
 
 
 # --- MLflow --------------------------------------------------------------------------------------

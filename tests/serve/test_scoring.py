@@ -18,9 +18,10 @@ from seqrec import schemas
 from seqrec.io import tables
 from seqrec.models import build_model
 from seqrec.prep.vocab import OOV_KEY
-from seqrec.serve import recommender, scoring
+from seqrec.serve import profiles, recommender, scoring
 from seqrec.spark import ship_folder
 from tests.helpers import N_ITEMS, tiny_dataset
+from tests.serve.reference import interest_profile
 
 K = 5
 
@@ -109,8 +110,6 @@ def _assert_profiles(frame, expected: dict[str, list[tuple[str, float]]]) -> Non
 def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     spark, scored_setup, tmp_path: Path
 ) -> None:
-    from seqrec.interests import interest_profile
-
     data_dir, model_dir = scored_setup
     users = tables.read_parquet(spark, str(data_dir / "sequences"))
     # Items 2..30; item i is in category "c<i % 3>" except every 7th, which has none.
@@ -119,8 +118,8 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
         [(f"item{i}", i, c) for i, c in names.items()],
         "item_id string, item_idx int, category string",
     )
-    categories = scoring.item_categories(items)
-    scores = scoring.with_profiles(
+    categories = profiles.item_categories(items)
+    scores = profiles.with_profiles(
         scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K), users, categories
     )
     histories = {r[schemas.USER_ID]: r[schemas.SEQ_ITEMS] for r in users.collect()}
@@ -140,8 +139,6 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
 
 
 def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None:
-    from seqrec.interests import interest_profile
-
     data_dir, _ = scored_setup
     users = tables.read_parquet(spark, str(data_dir / "sequences"))
     vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "category"))
@@ -149,14 +146,14 @@ def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None
         [(f"item{i}", i, None) for i in range(2, N_ITEMS + 1)],
         "item_id string, item_idx int, category string",
     )
-    histories, categories = scoring.profile_inputs(users, no_categories, vocab)
-    profiles = scoring.with_profiles(users.select(schemas.USER_ID), histories, categories)
+    histories, categories = profiles.profile_inputs(users, no_categories, vocab)
+    by_user = profiles.with_profiles(users.select(schemas.USER_ID), histories, categories)
     # tiny_dataset: the event of item i has category id 2 + i % 3, named "category<id>"
     names = {2: "category2", 3: "category3", 4: "category4"}
     by_event = {r[schemas.USER_ID]: r[schemas.SEQ_CATEGORIES] for r in users.collect()}
-    _assert_profiles(profiles, interest_profile(by_event, names, k=3, decay=0.8))
-    assert scoring.profile_inputs(users, no_categories, None) is None
-    assert scoring.profile_inputs(users, no_categories, vocab.filter("idx <= 1")) is None
+    _assert_profiles(by_user, interest_profile(by_event, names, k=3, decay=0.8))
+    assert profiles.profile_inputs(users, no_categories, None) is None
+    assert profiles.profile_inputs(users, no_categories, vocab.filter("idx <= 1")) is None
 
 
 def test_vocabulary_mismatch_is_refused(spark, scored_setup) -> None:

@@ -24,7 +24,7 @@ from pyspark.sql import types as T
 
 from seqrec import schemas
 from seqrec.memory import keep_freed_memory
-from seqrec.prep.vocab import OOV_IDX, key_id
+from seqrec.prep.vocab import key_id
 from seqrec.serve import recommender
 from seqrec.spark import load_once
 
@@ -331,74 +331,6 @@ def score_users(
     ]
     return sequences.select(*columns).mapInArrow(
         _scorer(model_file, k, exclude, n_interests, batch_size), schemas.SCORES
-    )
-
-
-def item_categories(items: DataFrame, depth: int = 0) -> DataFrame:
-    """(item_idx, category) from build_sequences' items table, the category cut to its first
-    ``depth`` levels (0 = the whole path); items with no category are left out. Missing
-    categories can be predicted first with :func:`seqrec.interests.with_filled_categories`."""
-    from seqrec.interests import truncate_category_column
-
-    return items.select(
-        schemas.ITEM_IDX,
-        truncate_category_column(F.col(schemas.CATEGORY), depth).alias(schemas.CATEGORY),
-    ).filter(F.col(schemas.CATEGORY).isNotNull())
-
-
-def event_categories(category_vocab: DataFrame, depth: int = 0) -> DataFrame:
-    """(category_idx as item_idx, category) from the category vocabulary, for profiles built
-    over the categories on the events themselves (see :func:`profile_inputs`)."""
-    from seqrec.interests import truncate_category_column
-
-    return (
-        category_vocab.filter(F.col(schemas.VOCAB_IDX) > OOV_IDX)
-        .select(
-            F.col(schemas.VOCAB_IDX).alias(schemas.ITEM_IDX),
-            truncate_category_column(F.col(schemas.VOCAB_KEY), depth).alias(schemas.CATEGORY),
-        )
-        .filter(F.col(schemas.CATEGORY).isNotNull())
-    )
-
-
-def profile_inputs(
-    users: DataFrame, items: DataFrame, category_vocab: DataFrame | None, depth: int = 0
-) -> tuple[DataFrame, DataFrame] | None:
-    """(histories, categories) for :func:`with_profiles`: the items table's categories when it
-    has any; else the categories the events carry (sources such as Taobao or Yoochoose have a
-    category per event and no item metadata), read through the category vocabulary. None when
-    neither has a category."""
-    categories = item_categories(items, depth).cache()  # tested for emptiness, then used
-    if not categories.isEmpty():
-        return users, categories
-    if category_vocab is None:
-        return None
-    by_event = event_categories(category_vocab, depth).cache()
-    if by_event.isEmpty():
-        return None
-    histories = users.select(
-        schemas.USER_ID, F.col(schemas.SEQ_CATEGORIES).alias(schemas.SEQ_ITEMS)
-    )
-    return histories, by_event
-
-
-def with_profiles(
-    scores: DataFrame,
-    sequences: DataFrame,
-    categories: DataFrame,
-    k: int = 3,
-    decay: float = 0.8,
-) -> DataFrame:
-    """schemas.SCORES + schemas.INTEREST_PROFILE: each user's top-``k`` categories of the items in their history,
-    recency-weighted (:func:`seqrec.interests.interest_profile_spark`), beside the model's
-    predicted next interests. An empty list for a user with no categorized item."""
-    from seqrec.interests import interest_profile_spark
-
-    profiles = interest_profile_spark(sequences, categories, k=k, decay=decay)
-    return scores.join(
-        profiles.withColumnRenamed(schemas.INTERESTS, schemas.INTEREST_PROFILE),
-        on=schemas.USER_ID,
-        how="left",
     )
 
 
