@@ -18,7 +18,7 @@ def keep_freed_memory(trim_threshold: int = 1 << 30) -> bool:
     A training step or a chunk of scored users allocates the same activations again and
     again, several of 10-40 MB. By default glibc maps blocks that large afresh and unmaps them
     when freed, so every step pays for fresh pages: 8,000-10,000 page faults per chunk of 256
-    users at 10 k items, about a third of its time (measured in BENCHMARKS.md). With blocks up
+    users at 10 k items, about a third of its time (measured in docs/benchmark-history/scoring.md). With blocks up
     to 32 MiB served from the heap and up to ``trim_threshold`` bytes of freed heap kept, the
     faults stop. The process keeps its peak memory instead of returning it, which a loop that
     allocates the same buffers reuses anyway.
