@@ -34,17 +34,16 @@ from seqrec.schemas import (
     USER_ID,
     VIEW,
 )
-from seqrec.synthetic.generate import (
+from seqrec.synthetic.events import (
     BAD_TIME,
     RAW_SESSION_ID,
     SYNTHETIC_EVENTS,
-    SYNTHETIC_ITEMS,
     UNKNOWN_EVENT_TYPE,
-    GeneratorConfig,
     generate_events,
-    generate_items,
-    write_synthetic,
 )
+from seqrec.synthetic.generate import write_synthetic
+from seqrec.synthetic.items import SYNTHETIC_ITEMS, generate_items
+from seqrec.synthetic.plan import GeneratorConfig
 
 MAIN = GeneratorConfig(n_events=4000, seed=11, malformed_share=0.02)
 RAW_TYPES = {VIEW, CLICK, CART, FAV, PURCHASE, SEARCH}

@@ -1,10 +1,17 @@
 """Sequence models behind one interface, and the registry that names them.
 
-Every model is a :class:`~seqrec.models.layers.SequentialRecommender`:
+Every model is a :class:`~seqrec.models.base.SequentialRecommender`:
 ``model(batch) -> hidden [B, T, H]``, ``model.item_scores(hidden) -> [..., n_items + 1]``,
 ``model.next_category(hidden)``, ``model.purchase_intent(hidden)``, and
 ``model.predict_hidden(batch) -> [B, H]`` for the event after each history. Batches are
-left-padded with id 0; see :mod:`seqrec.models.layers` for the keys.
+left-padded with id 0; see :mod:`seqrec.models.batch` for the keys.
+
+The shared pieces the models compose, one module per concern: :mod:`~seqrec.models.batch`
+(batch keys and padding), :mod:`~seqrec.models.config` (shared config fields),
+:mod:`~seqrec.models.masks` (padding and attention masks, positions, the newest event),
+:mod:`~seqrec.models.fusion` (item ids + side information -> vectors),
+:mod:`~seqrec.models.blocks` (the transformer block), :mod:`~seqrec.models.masking` (causal
+vs masked-item training), :mod:`~seqrec.models.base` (the common model surface).
 """
 
 from __future__ import annotations
@@ -14,9 +21,10 @@ from typing import Any
 
 from torch import Tensor
 
+from seqrec.models.base import SequentialRecommender
 from seqrec.models.bert4rec import BERT4Rec, BERT4RecConfig
+from seqrec.models.config import SequenceModelConfig
 from seqrec.models.gru4rec import GRU4Rec, GRU4RecConfig
-from seqrec.models.layers import SequenceModelConfig, SequentialRecommender
 from seqrec.models.sasrec import SASRec, SASRecConfig
 
 MODELS: dict[str, tuple[type[SequenceModelConfig], type[SequentialRecommender]]] = {

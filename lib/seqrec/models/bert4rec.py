@@ -18,14 +18,11 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from seqrec.models.layers import (
-    FeatureFusion,
-    MaskedItemMasking,
-    SequenceModelConfig,
-    SequentialRecommender,
-    padding_mask,
-    positions_from_end,
-)
+from seqrec.models.base import SequentialRecommender
+from seqrec.models.config import SequenceModelConfig
+from seqrec.models.fusion import FeatureFusion
+from seqrec.models.masking import MaskedItemMasking
+from seqrec.models.masks import padding_mask, positions_from_end
 
 
 @dataclass(frozen=True)

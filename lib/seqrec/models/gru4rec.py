@@ -19,14 +19,11 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqrec.models.layers import (
-    CausalMasking,
-    FeatureFusion,
-    SequenceModelConfig,
-    SequentialRecommender,
-    padding_mask,
-    scaled,
-)
+from seqrec.models.base import SequentialRecommender, scaled
+from seqrec.models.config import SequenceModelConfig
+from seqrec.models.fusion import FeatureFusion
+from seqrec.models.masking import CausalMasking
+from seqrec.models.masks import padding_mask
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ Deviations from the paper, all deliberate:
 - Loss: trained by default with a full softmax over the catalogue (see ``seqrec.train.losses``)
   instead of BCE with one sampled negative; BCE stays available to reproduce the paper.
 - Feed-forward block: GELU and an inner width of ``ffn_mult * H`` (paper: ReLU, width H).
-- Inputs come from the shared :class:`~seqrec.models.layers.FeatureFusion` (item id plus side
+- Inputs come from the shared :class:`~seqrec.models.fusion.FeatureFusion` (item id plus side
   information), and the output table is that same fused table (the paper ties plain id
   embeddings).
 - Learned positions count back from the newest event, which is what the reference code's
@@ -19,19 +19,13 @@ from dataclasses import dataclass
 
 from torch import Tensor, nn
 
-from seqrec.models.layers import (
-    ITEM_IDX,
-    Batch,
-    CausalMasking,
-    FeatureFusion,
-    SequenceModelConfig,
-    SequentialRecommender,
-    TransformerBlock,
-    attention_mask,
-    padding_mask,
-    positions_from_end,
-    scaled,
-)
+from seqrec.models.base import SequentialRecommender, scaled
+from seqrec.models.batch import ITEM_IDX, Batch
+from seqrec.models.blocks import TransformerBlock
+from seqrec.models.config import SequenceModelConfig
+from seqrec.models.fusion import FeatureFusion
+from seqrec.models.masking import CausalMasking
+from seqrec.models.masks import attention_mask, padding_mask, positions_from_end
 
 
 @dataclass(frozen=True)
