@@ -59,6 +59,8 @@ from urllib.parse import unquote
 import duckdb
 import psutil
 
+from seqrec.io import layout
+
 ROOT = Path(__file__).resolve().parents[1]
 ENGINES = ("spark", "duckdb")
 WORKER = "_worker"  # argv[1] of the engine subprocesses
@@ -224,7 +226,8 @@ def _spark_session(master: str) -> Any:
 
 
 def worker_generate(spec: dict[str, Any]) -> dict[str, Any]:
-    from seqrec.synthetic.generate import GeneratorConfig, write_synthetic
+    from seqrec.synthetic.generate import write_synthetic
+    from seqrec.synthetic.plan import GeneratorConfig
 
     start = time.perf_counter()
     spark = _spark_session(spec["master"])
@@ -294,7 +297,7 @@ EVENT_TYPES = ("view", "click", "cart", "fav", "purchase", "rating", "search")
 ABSURD_IDS = ("", "null", "none", "nan", "nil", "undefined", "na", "n/a", "-1")
 WHITESPACE = " \t\n\r\f\v"
 OOV_KEY = "<unk>"
-# ingest._with_csv_fields: a field is quoted (inner quotes doubled or backslash-escaped) or a
+# readers.with_csv_fields: a field is quoted (inner quotes doubled or backslash-escaped) or a
 # run of non-commas.
 CSV_FIELD = r',("(?:[^"\\]|\\.|"")*"|[^,]*)'
 
@@ -302,9 +305,10 @@ CSV_FIELD = r',("(?:[^"\\]|\\.|"")*"|[^,]*)'
 def tagged_sql(files: Sequence[str], run_date: str, p: dict[str, Any]) -> str:
     """RAW lines -> one row per line with its parsed fields and ``reason`` (null = keep).
 
-    ingest's canonical-CSV adapter and clean.tag_rejections, rule for rule. ``source_row`` is
-    the line's position over all files read in sorted order (WITH ORDINALITY counts across the
-    file list), so ordering by it alone is ordering by (source_file, row in file).
+    The canonical-CSV adapter (prep.adapters) and clean.tag_rejections, rule for rule.
+    ``source_row`` is the line's position over all files read in sorted order (WITH ORDINALITY
+    counts across the file list), so ordering by it alone is ordering by (source_file, row in
+    file).
     """
     horizon = datetime.combine(
         date.fromisoformat(run_date) + timedelta(days=p["max_future_days"] + 1),
@@ -563,7 +567,7 @@ def worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
         last = now
         print(f"[duckdb] {step:<12} {steps[step]:8.1f}s", flush=True)
 
-    for sub in ("sequences", "vocab", "items", "quarantine"):
+    for sub in (layout.SEQUENCES, layout.VOCAB, layout.ITEMS, layout.QUARANTINE):
         (out / sub).mkdir(parents=True, exist_ok=True)
     con.execute(tagged_sql(_data_files(spec["events"]), run_date, p))
     groups = con.execute("SELECT reason, count(*) FROM tagged GROUP BY ALL").fetchall()
@@ -579,27 +583,27 @@ def worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
     con.execute(f"""
         COPY (SELECT raw, source_file, source_row, reason, DATE '{run_date}' AS run_date
               FROM tagged WHERE reason IS NOT NULL)
-        TO {_sql_text(str(out / "quarantine" / "data.parquet"))} (FORMAT parquet)""")
+        TO {_sql_text(layout.quarantine(str(out)) + "/data.parquet")} (FORMAT parquet)""")
     done("quarantine")
 
     items_files = _data_files(spec["items"]) if spec.get("items") else []
     con.execute(sessions_sql(p, items_files))
     latest = con.execute("SELECT max(micros) FROM sessions").fetchone()
     assert latest is not None and latest[0] is not None, "no events left after cleaning"
-    # build.resolve_cutoff: latest - holdout, formatted to whole seconds, read back as UTC
+    # sequences.resolve_cutoff: latest - holdout, formatted to whole seconds, read back as UTC
     holdout_us = round(p["holdout_days"] * 86_400 * 1_000_000)
     cutoff_us = (latest[0] - holdout_us) // 1_000_000 * 1_000_000
     cutoff = datetime.fromtimestamp(cutoff_us / 1e6, UTC).strftime("%Y-%m-%d %H:%M:%S")
     done("sessionize")
 
     for name, column in (
-        ("item", "item_id"),
-        ("category", "category"),
-        ("event_type", "event_type"),
+        (layout.ITEM_VOCAB, "item_id"),
+        (layout.CATEGORY_VOCAB, "category"),
+        (layout.EVENT_TYPE_VOCAB, "event_type"),
     ):
-        min_count = p["min_item_count"] if name == "item" else 1
+        min_count = p["min_item_count"] if name == layout.ITEM_VOCAB else 1
         con.execute(vocab_sql(name, column, run_date, min_count))
-        target = out / "vocab" / name
+        target = Path(layout.vocab(str(out), name))
         target.mkdir(parents=True, exist_ok=True)
         con.execute(
             f"COPY vocab_{name} TO {_sql_text(str(target / 'data.parquet'))} (FORMAT parquet)"
@@ -608,7 +612,7 @@ def worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
 
     con.execute(
         f"COPY ({sequences_sql(cutoff_us)}) TO "
-        f"{_sql_text(str(out / 'sequences' / 'data.parquet'))} (FORMAT parquet)"
+        f"{_sql_text(layout.sequences(str(out)) + '/data.parquet')} (FORMAT parquet)"
     )
     done("sequences")
 
@@ -622,13 +626,13 @@ def worker_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
         COPY (SELECT v.key AS item_id, v.idx AS item_idx, m.title, m.brand, m.category, m.price,
                      v.count AS n_events, v.first_run_date
               FROM vocab_item v LEFT JOIN {meta} m ON v.key = m.item_id)
-        TO {_sql_text(str(out / "items" / "data.parquet"))} (FORMAT parquet)""")
+        TO {_sql_text(layout.items(str(out)) + "/data.parquet")} (FORMAT parquet)""")
     done("items")
     job, job_cpu = time.perf_counter() - job_start, tree_cpu_s(me) - job_cpu
     counts = con.execute(f"""
         SELECT count(*), sum(seq_len), sum(n_before_cutoff),
                sum(len(list_distinct(session_idx)))
-        FROM read_parquet({_sql_text(str(out / "sequences" / "*.parquet"))})""").fetchone()
+        FROM read_parquet({_sql_text(layout.sequences(str(out)) + "/*.parquet")})""").fetchone()
     assert counts is not None
     shutil.rmtree(out / "_tmp", ignore_errors=True)
     return {
@@ -696,7 +700,8 @@ def compare(
             examples = con.execute(f"SELECT * FROM ({sql}) LIMIT {limit}").fetchall()
             problems.append(f"{label}: {n} differences, e.g. {examples}")
 
-    files = delta_files(spark_out / "quarantine")
+    files = delta_files(Path(layout.quarantine(str(spark_out))))
+    duck_quarantine = Path(layout.quarantine(str(duck_out)))
     spark_q = (
         f"read_parquet({_sql_list(files)})" if files else "(SELECT '' raw, '' reason WHERE false)"
     )
@@ -704,19 +709,21 @@ def compare(
         "quarantine (reason, raw line) multiset",
         f"""SELECT reason, raw, s.n AS spark_rows, d.n AS duckdb_rows
             FROM (SELECT reason, raw, count(*) n FROM {spark_q} GROUP BY ALL) s
-            FULL JOIN (SELECT reason, raw, count(*) n FROM {_parquet(duck_out / "quarantine")}
+            FULL JOIN (SELECT reason, raw, count(*) n FROM {_parquet(duck_quarantine)}
                        GROUP BY ALL) d USING (reason, raw)
             WHERE s.n IS DISTINCT FROM d.n""",
     )
-    for name in ("item", "category", "event_type"):
+    for name in layout.VOCABS:
         differences(
             f"vocab {name} (key -> idx, count)",
             f"""SELECT key, s.idx AS spark_idx, d.idx AS duckdb_idx,
                        s.count AS spark_count, d.count AS duckdb_count
-                FROM {_parquet(spark_out / "vocab" / name)} s
-                FULL JOIN {_parquet(duck_out / "vocab" / name)} d USING (key)
+                FROM {_parquet(Path(layout.vocab(str(spark_out), name)))} s
+                FULL JOIN {_parquet(Path(layout.vocab(str(duck_out), name)))} d USING (key)
                 WHERE s.idx IS DISTINCT FROM d.idx OR s.count IS DISTINCT FROM d.count""",
         )
+    spark_sequences = Path(layout.sequences(str(spark_out)))
+    duck_sequences = Path(layout.sequences(str(duck_out)))
     columns = (
         "item_idx",
         "event_type_idx",
@@ -729,16 +736,16 @@ def compare(
     differences(
         "users in one output only",
         f"""SELECT user_id, s.user_id IS NOT NULL AS in_spark
-            FROM {_parquet(spark_out / "sequences")} s
-            FULL JOIN {_parquet(duck_out / "sequences")} d USING (user_id)
+            FROM {_parquet(spark_sequences)} s
+            FULL JOIN {_parquet(duck_sequences)} d USING (user_id)
             WHERE s.user_id IS NULL OR d.user_id IS NULL""",
     )
     for column in columns:
         differences(
             f"sequences.{column} (users whose value differs)",
             f"""SELECT user_id, s.{column} AS spark, d.{column} AS duckdb
-                FROM {_parquet(spark_out / "sequences")} s
-                JOIN {_parquet(duck_out / "sequences")} d USING (user_id)
+                FROM {_parquet(spark_sequences)} s
+                JOIN {_parquet(duck_sequences)} d USING (user_id)
                 WHERE s.{column} IS DISTINCT FROM d.{column}""",
             limit=1,
         )

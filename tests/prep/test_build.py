@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from seqrec.prep import ingest
+from seqrec.io import layout
 from seqrec.prep.build import BuildConfig, run_build
+from seqrec.prep.diagnose import InputFormatError
 
 RUN_DATE = "2026-11-28"
 
@@ -28,9 +29,10 @@ def test_wrong_delimiter_fails_the_build_before_anything_is_written(spark, tmp_p
         "u1;i1;2026-11-01T10:00:00Z;view;;;;\n"
     )
     output = tmp_path / "out"
-    with pytest.raises(ingest.InputFormatError, match=r"semicolons\.csv.*wrong delimiter"):
+    with pytest.raises(InputFormatError, match=r"semicolons\.csv.*wrong delimiter"):
         run_build(spark, _config(path, output))
-    assert not any(p.name in {"sequences", "quarantine", "report.json"} for p in output.rglob("*"))
+    published = {layout.SEQUENCES, layout.QUARANTINE, layout.REPORT}
+    assert not any(p.name in published for p in output.rglob("*"))
 
 
 def test_truncated_gzip_fails_the_build_with_a_paragraph(spark, tmp_path: Path) -> None:
@@ -42,10 +44,10 @@ def test_truncated_gzip_fails_the_build_with_a_paragraph(spark, tmp_path: Path) 
     path = tmp_path / "cut.csv.gz"
     path.write_bytes(whole[: len(whole) // 2])
     output = tmp_path / "out"
-    with pytest.raises(ingest.InputFormatError, match=r"cut\.csv\.gz.*truncated") as err:
+    with pytest.raises(InputFormatError, match=r"cut\.csv\.gz.*truncated") as err:
         run_build(spark, _config(path, output))
     assert "\n" not in str(err.value) and "at org.apache" not in str(err.value)
-    assert not (output / "sequences").exists()
+    assert not Path(layout.sequences(str(output))).exists()
 
 
 def test_a_utf16_file_is_named_as_such_although_the_cache_keeps_only_rejected_lines(
@@ -60,9 +62,9 @@ def test_a_utf16_file_is_named_as_such_although_the_cache_keeps_only_rejected_li
         encoding="utf-16",
     )
     output = tmp_path / "out"
-    with pytest.raises(ingest.InputFormatError, match=r"wide\.csv.*NUL bytes.*UTF-16"):
+    with pytest.raises(InputFormatError, match=r"wide\.csv.*NUL bytes.*UTF-16"):
         run_build(spark, _config(path, output))
-    assert not (output / "sequences").exists()
+    assert not Path(layout.sequences(str(output))).exists()
 
 
 @pytest.mark.parametrize("collapse", [False, True])
@@ -84,13 +86,15 @@ def test_sequences_and_vocabularies_count_the_same_events(spark, tmp_path, colla
 
     item_ids = {
         row["idx"]: row["key"]
-        for row in spark.read.parquet(str(output / "vocab" / "item")).collect()
+        for row in spark.read.parquet(layout.vocab(str(output), layout.ITEM_VOCAB)).collect()
     }
     types = {
         row["idx"]: row["key"]
-        for row in spark.read.parquet(str(output / "vocab" / "event_type")).collect()
+        for row in spark.read.parquet(layout.vocab(str(output), layout.EVENT_TYPE_VOCAB)).collect()
     }
-    users = {row["user_id"]: row for row in spark.read.parquet(str(output / "sequences")).collect()}
+    users = {
+        row["user_id"]: row for row in spark.read.parquet(layout.sequences(str(output))).collect()
+    }
     u1 = users["u1"]
     if collapse:
         assert [item_ids[i] for i in u1["item_idx"]] == ["i1", "i2", "i1"]
@@ -103,7 +107,7 @@ def test_sequences_and_vocabularies_count_the_same_events(spark, tmp_path, colla
     assert [item_ids[i] for i in users["u2"]["item_idx"]] == ["i3"]
     counts = {
         row["key"]: row["count"]
-        for row in spark.read.parquet(str(output / "vocab" / "item")).collect()
+        for row in spark.read.parquet(layout.vocab(str(output), layout.ITEM_VOCAB)).collect()
     }
     in_sequences = [item_ids[i] for row in users.values() for i in row["item_idx"]]
     assert counts == {"<unk>": 0, **{k: in_sequences.count(k) for k in set(in_sequences)}}

@@ -3,9 +3,9 @@
 Paths go through Hadoop's FileSystem API (reached via the session's JVM), so the same code
 works on a local disk, HDFS or an object store that Spark is configured for.
 
-A job stages every Parquet output under ``<output>/_staging/<run-id>/`` and publishes them with
-:func:`publish` only after everything has been computed: a job that fails half way leaves the
-previously published outputs untouched.
+A job stages every Parquet output under ``layout.staging(output, run_id)`` and publishes them
+with :func:`publish` only after everything has been computed: a job that fails half way leaves
+the previously published outputs untouched.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
-STAGING = "_staging"
+from seqrec.io import layout
 
 
 def _fs_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -102,6 +102,11 @@ def is_delta(spark: SparkSession, path: str) -> bool:
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
+def read_delta(spark: SparkSession, path: str) -> DataFrame:
+    """The latest version of the Delta table at ``path``."""
+    return spark.read.format("delta").load(path)
+
+
 def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()) -> None:
     """Upsert ``df`` into the Delta table at ``path`` on ``key`` (creates it on first use).
 
@@ -130,10 +135,6 @@ def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()
     )
 
 
-def staging_dir(output: str, run_id: str) -> str:
-    return f"{output.rstrip('/')}/{STAGING}/{run_id}"
-
-
 def publish(spark: SparkSession, staged: str, output: str, names: list[str]) -> None:
     """Move ``staged/<name>`` to ``output/<name>`` for each name, replacing what was there.
 
@@ -158,6 +159,6 @@ def publish(spark: SparkSession, staged: str, output: str, names: list[str]) -> 
             raise OSError(f"could not publish {staged}/{name} to {output}/{name}")
     fs.delete(path(aside), True)
     fs.delete(path(staged), True)
-    staging_root = path(f"{output.rstrip('/')}/{STAGING}")
+    staging_root = path(f"{output.rstrip('/')}/{layout.STAGING}")
     if fs.exists(staging_root) and len(fs.listStatus(staging_root)) == 0:
         fs.delete(staging_root, True)

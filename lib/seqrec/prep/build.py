@@ -1,16 +1,16 @@
-"""The sequence-building pipeline behind ``jobs/build_sequences.py``.
+"""The sequence build behind ``jobs/build_sequences.py``: its configuration and its stages in order.
 
 read (adapter or generator) -> tag rejections -> check input files -> quarantine + accounting
 -> fill categories from item metadata -> sessionize -> vocabularies -> sequences -> items
 -> item text vectors (when the items have text) -> publish.
 
-Every output is staged under ``<output>/_staging/<run-id>`` and published only after all were
-written, so a failed run leaves the previous outputs as they were. The quarantine is a Delta
-table with one partition per run date, replaced on rerun, so reruns are exact.
+Every output is staged under ``layout.staging(output, run_id)`` and published only after all
+were written, so a failed run leaves the previous outputs as they were. The quarantine is a
+Delta table with one partition per run date, replaced on rerun, so reruns are exact.
 
-The input is parsed once: the input-file check (:func:`seqrec.prep.ingest.check_input`) runs on the
-persisted tagged rows, which carry every row's file, row and parse error, and the original line
-of every rejected row (the quarantine needs no other). A file that is wrong as a whole is
+The input is parsed once: the input-file check (:func:`seqrec.prep.sources.check_input`) runs on
+the persisted tagged rows, which carry every row's file, row and parse error, and the original
+line of every rejected row (the quarantine needs no other). A file that is wrong as a whole is
 therefore reported after the tagging shuffle, but still before anything is written. The
 cache is the one persisted frame the later steps scan: the vocabularies count its kept events
 in one aggregation, and the sessions are computed once, straight into the sequences. Without
@@ -19,138 +19,114 @@ in one aggregation, and the sessions are computed once, straight into the sequen
 vocabularies must not count, so then :mod:`seqrec.prep.sessionize` runs first and is cached.
 
 When the items have text (title, brand, category or attributes), ``item_vectors`` holds one
-language-model vector per item (:mod:`seqrec.text.embedding`); the train job feeds them to the model.
+language-model vector per item (:mod:`seqrec.prep.items`); the train job feeds them to the model.
 A run that writes none (``--no-item-vectors``, or no text) removes a previous run's, so every
 published output comes from the same run.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from datetime import date, datetime, timedelta
 from typing import Any
 
 from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from seqrec import schemas
-from seqrec.io import tables
-from seqrec.prep import arrow_sequences, clean, ingest, sequences, sessionize, vocab
+from seqrec import config, schemas
+from seqrec.io import layout, tables
+from seqrec.prep import arrow_sequences, clean, items, sequences, sessionize, sources, vocab
 from seqrec.text import embedding
 
-VOCABS = {
-    # vocabulary name -> the event column it indexes and the sequence column it produces
-    "item": (schemas.ITEM_ID, schemas.ITEM_IDX),
-    "category": (schemas.CATEGORY, schemas.CATEGORY_IDX),
-    "event_type": (schemas.EVENT_TYPE, schemas.EVENT_TYPE_IDX),
-}
-OUTPUTS = ["sequences", "items", "vocab"]
-ITEM_VECTORS = "item_vectors"  # published beside OUTPUTS when the items have text
+DESCRIPTION = (
+    "Clean and sessionize a raw clickstream into per-user Parquet sequences, "
+    "with stable vocabularies, a quarantine of every rejected row and a run report."
+)
 SYNTHETIC = "synthetic"
+OUTPUTS = [layout.SEQUENCES, layout.ITEMS, layout.VOCAB]  # + ITEM_VECTORS when items have text
+_GENERATED = "raw"  # the synthetic input, generated inside the staging folder
 _EVENT_ORDER = "_event_order"  # each event's position in its user's (time, file, row) order
-_VOCAB_NAME = "_vocabulary"
 
 
 @dataclass(frozen=True)
 class BuildConfig:
-    source: str  # input format: one of ingest.SOURCES, or "synthetic" to generate data
-    output: str  # output folder (local path or any Hadoop URI)
-    run_date: str  # the date this run is for (YYYY-MM-DD); future-time checks use it
-    input: str | None = None  # input file, folder or glob (not used by "synthetic")
-    items: str | None = None  # optional item metadata (titles, categories) for the source
-    events: int = 100_000  # synthetic only: number of events to generate
-    seed: int = 7  # synthetic only: generator seed
-    cutoff: str | None = None  # global time split; default: latest event - holdout_days
-    holdout_days: float = 1.0  # used when cutoff is not given
-    gap_minutes: float = 30.0  # inactivity gap that starts a new session
-    max_session_hours: float = 24.0  # sessions longer than this are split
-    max_session_events: int = 500  # sessions with more events than this are split
-    collapse_repeats: bool = False  # drop back-to-back repeats of the same item and type
-    min_item_count: int = 1  # items seen fewer times map to the unknown-item id
-    max_future_days: int = 1  # events later than run_date + this many days are rejected
-    bot_max_events_per_day: int = clean.DEFAULT_BOT_MAX_EVENTS_PER_DAY  # 0 disables the rule
-    bot_min_median_gap_seconds: float = clean.DEFAULT_BOT_MIN_MEDIAN_GAP  # 0 disables the rule
-    shards: int = 0  # Parquet files of sequences; 0 = one per Spark partition, <=200k users each
-    item_vectors: bool = True  # embed item text into item_vectors/ when the items have text
-    text_model: str = ""  # text model folder; "" = the installed all-MiniLM-L6-v2
-    text_batch_size: int = embedding.DEFAULT_BATCH_SIZE  # texts per encoder forward pass
-    interest_model: str | None = None  # classifier folder: predicts missing item categories
+    source: str = config.option(
+        help="input format ('synthetic' generates the embedded default data)",
+        choices=sorted({*sources.SOURCES, SYNTHETIC}),
+    )
+    output: str = config.option(help="output folder (local path or any Hadoop URI)")
+    run_date: str = config.option(
+        help="YYYY-MM-DD: the date this run is for; future-time checks use it",
+        convert=config.run_date,
+    )
+    input: str | None = config.option(
+        None, help="input file, folder or glob (not used by 'synthetic')"
+    )
+    items: str | None = config.option(
+        None, help="item metadata file for the source (titles, categories, ...)"
+    )
+    events: int = config.option(100_000, help="synthetic only: number of events")
+    seed: int = config.option(7, help="synthetic only: generator seed")
+    cutoff: str | None = config.option(
+        None,
+        help="global time cut-off 'YYYY-MM-DD[ HH:MM:SS]' (UTC) for the time split; "
+        "default: latest event minus --holdout-days",
+    )
+    holdout_days: float = config.option(
+        1.0, help="without --cutoff: cut-off = latest event minus this many days"
+    )
+    gap_minutes: float = config.option(
+        30.0, help="inactivity gap in minutes that starts a new session"
+    )
+    max_session_hours: float = config.option(24.0, help="split sessions longer than this")
+    max_session_events: int = config.option(500, help="split sessions with more events than this")
+    collapse_repeats: bool = config.option(
+        False, help="drop back-to-back repeats of the same item and event type in a session"
+    )
+    min_item_count: int = config.option(1, help="items seen fewer times map to the unknown-item id")
+    max_future_days: int = config.option(
+        1, help="reject events later than run date + this many days"
+    )
+    bot_max_events_per_day: int = config.option(
+        clean.DEFAULT_BOT_MAX_EVENTS_PER_DAY,
+        help="users above this many events in a day are bots (0=off)",
+    )
+    bot_min_median_gap_seconds: float = config.option(
+        clean.DEFAULT_BOT_MIN_MEDIAN_GAP,
+        help="users with a smaller median gap are bots (0=off)",
+    )
+    shards: int = config.option(
+        0, help="number of sequence files (0 = one per Spark partition, <=200k users each)"
+    )
+    item_vectors: bool = config.option(
+        True,
+        help="embed each item's text (title, brand, category, attributes) with the text "
+        "model into item_vectors/ when the items have any text",
+    )
+    text_model: str = config.option(
+        "", help="text model folder ('' = the installed all-MiniLM-L6-v2)"
+    )
+    text_batch_size: int = config.option(
+        embedding.DEFAULT_BATCH_SIZE, help="texts per encoder forward pass"
+    )
+    interest_model: str | None = config.option(
+        None,
+        help="interest classifier folder (jobs/train_interests.py): items whose metadata "
+        "has no category get the one it predicts from their text, before the events take "
+        "their categories from the items (a predicted 'other' is left missing)",
+    )
 
     @classmethod
-    def from_args(cls, argv: list[str] | None = None) -> BuildConfig:
-        parser = argparse.ArgumentParser(
-            prog="build_sequences.py",
-            description=(
-                "Clean and sessionize a raw clickstream into per-user Parquet sequences, "
-                "with stable vocabularies, a quarantine of every rejected row and a run report."
-            ),
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
-        parser.add_argument(
-            "--source",
-            required=True,
-            choices=sorted([*ingest.SOURCES, SYNTHETIC]),
-            help="input format ('synthetic' generates the embedded default data)",
-        )
-        parser.add_argument("--input", help="input file, folder or glob")
-        parser.add_argument("--items", help="item metadata file for the source (titles, ...)")
-        parser.add_argument("--output", required=True, help="output folder")
-        parser.add_argument("--run-date", required=True, type=_date, help="YYYY-MM-DD")
-        defaults = cls.__dataclass_fields__
-        for name, help_text in [
-            ("events", "synthetic only: number of events"),
-            ("seed", "synthetic only: generator seed"),
-            ("cutoff", "global time cut-off 'YYYY-MM-DD[ HH:MM:SS]' (UTC) for the time split"),
-            ("holdout_days", "without --cutoff: cut-off = latest event minus this many days"),
-            ("gap_minutes", "inactivity gap in minutes that starts a new session"),
-            ("max_session_hours", "split sessions longer than this"),
-            ("max_session_events", "split sessions with more events than this"),
-            ("min_item_count", "items seen fewer times map to the unknown-item id"),
-            ("max_future_days", "reject events later than run date + this many days"),
-            ("bot_max_events_per_day", "users above this many events in a day are bots (0=off)"),
-            ("bot_min_median_gap_seconds", "users with a smaller median gap are bots (0=off)"),
-            ("shards", "number of sequence files (0 = automatic)"),
-            ("text_model", "text model folder ('' = the installed all-MiniLM-L6-v2)"),
-            ("text_batch_size", "texts per encoder forward pass"),
-        ]:
-            default = defaults[name].default
-            kind = type(default) if default is not None else str
-            parser.add_argument(
-                "--" + name.replace("_", "-"), type=kind, default=default, help=help_text
-            )
-        parser.add_argument(
-            "--collapse-repeats",
-            action="store_true",
-            help="drop back-to-back repeats of the same item and event type in a session",
-        )
-        parser.add_argument(
-            "--item-vectors",
-            action=argparse.BooleanOptionalAction,
-            default=True,
-            help="embed each item's text (title, brand, category, attributes) with the text "
-            "model into item_vectors/ when the items have any text",
-        )
-        parser.add_argument(
-            "--interest-model",
-            help="interest classifier folder (jobs/train_interests.py): items whose metadata "
-            "has no category get the one it predicts from their text, before the events take "
-            "their categories from the items (a predicted 'other' is left missing)",
-        )
-        args = parser.parse_args(argv)
-        if args.source != SYNTHETIC and not args.input:
-            parser.error(f"--input is required for --source {args.source}")
-        return cls(**{k: v for k, v in vars(args).items()})
+    def from_args(cls, argv: Sequence[str] | None = None) -> BuildConfig:
+        return config.parse(cls, argv, prog="build_sequences.py", description=DESCRIPTION)
 
-
-def _date(text: str) -> str:
-    try:
-        return date.fromisoformat(text).isoformat()
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from error
+    def check(self) -> str | None:
+        if self.source != SYNTHETIC and not self.input:
+            return f"--input is required for --source {self.source}"
+        return None
 
 
 class _Stages:
@@ -172,272 +148,239 @@ class _Stages:
         return round(time.perf_counter() - self._start, 3)
 
 
-def event_source(config: BuildConfig) -> str:
-    """The ingest source that reads the configured input (the generator writes canonical CSV)."""
-    return "canonical-csv" if config.source == SYNTHETIC else config.source
+def event_source(source: str) -> str:
+    """The ingest source that reads the events of ``source``: the generator writes canonical CSV."""
+    return "canonical-csv" if source == SYNTHETIC else source
 
 
-def read_raw(
-    spark: SparkSession, config: BuildConfig, staged: str
+def generate_input(spark: SparkSession, n_events: int, seed: int, folder: str) -> tuple[str, str]:
+    """Synthetic events and item metadata written under ``folder``: their two paths."""
+    from seqrec.synthetic.generate import write_synthetic
+    from seqrec.synthetic.plan import GeneratorConfig
+
+    paths = write_synthetic(spark, GeneratorConfig(n_events=n_events, seed=seed), folder)
+    return paths["events"], paths["items"]
+
+
+def read_input(
+    spark: SparkSession, source: str, events_path: str, items_path: str | None
 ) -> tuple[DataFrame, DataFrame | None]:
     """The raw events (not yet checked: see ``check_input``) and the optional item metadata."""
-    source = event_source(config)
-    if config.source == SYNTHETIC:
-        from seqrec.synthetic.generate import GeneratorConfig, write_synthetic
-
-        paths = write_synthetic(
-            spark, GeneratorConfig(n_events=config.events, seed=config.seed), f"{staged}/raw"
-        )
-        raw = ingest.read_events(spark, source, paths["events"], check=False)
-        return raw, ingest.read_items(spark, "canonical", paths["items"])
-    assert config.input is not None
-    raw = ingest.read_events(spark, source, config.input, check=False)
-    items = ingest.read_items(spark, config.source, config.items) if config.items else None
-    return raw, items
+    raw = sources.read_events(spark, event_source(source), events_path, check=False)
+    item_meta = sources.read_items(spark, source, items_path) if items_path else None
+    return raw, item_meta
 
 
-def fill_categories(events: DataFrame, items: DataFrame | None) -> DataFrame:
-    """Events keep their own category; missing ones come from the item metadata."""
-    if items is None:
-        return events
-    item_category = items.select(
-        schemas.ITEM_ID, F.col(schemas.CATEGORY).alias("_item_category")
-    ).dropna(subset=["_item_category"])
-    return events.join(F.broadcast(item_category), on=schemas.ITEM_ID, how="left").select(
-        *[
-            F.coalesce(schemas.CATEGORY, "_item_category").alias(schemas.CATEGORY)
-            if name == schemas.CATEGORY
-            else F.col(name)
-            for name in schemas.EVENTS.fieldNames()
-        ]
-    )
-
-
-def sessionize_events(events: DataFrame, config: BuildConfig) -> DataFrame:
-    """The build's sessionization of ``events``, with each event's per-user position."""
-    return sessionize.sessionize(
-        events,
-        gap_seconds=int(config.gap_minutes * 60),
-        max_session_seconds=int(config.max_session_hours * 3600),
-        max_session_events=config.max_session_events,
-        collapse_repeats=config.collapse_repeats,
-        order_column=_EVENT_ORDER,
-    )
-
-
-def vocabulary_counts(events: DataFrame) -> DataFrame:
-    """``(vocabulary name, key, count)`` of every non-null key of the :data:`VOCABS` columns,
-    counted in one aggregation: the pre-counted input of :func:`seqrec.prep.vocab.build_vocab`."""
-    keys = F.array(
-        *[
-            F.struct(F.lit(name).alias(_VOCAB_NAME), F.col(column).alias(schemas.VOCAB_KEY))
-            for name, (column, _) in VOCABS.items()
-        ]
-    )
+def tag_rows(
+    raw: DataFrame,
+    run_date: str,
+    max_future_days: int,
+    bot_max_events_per_day: int,
+    bot_min_median_gap_seconds: float,
+) -> DataFrame:
+    """Every raw row with its rejection reason, persisted: the one frame later stages scan."""
     return (
-        events.select(F.inline(keys))
-        .filter(F.col(schemas.VOCAB_KEY).isNotNull())
-        .groupBy(_VOCAB_NAME, schemas.VOCAB_KEY)
-        .agg(F.count(F.lit(1)).alias(schemas.VOCAB_COUNT))
+        raw.transform(
+            clean.tag_rejections,
+            run_date,
+            max_future_days=max_future_days,
+            bot_max_events_per_day=bot_max_events_per_day,
+            bot_min_median_gap_seconds=bot_min_median_gap_seconds,
+        )
+        # Only the quarantine needs the original line: the cache, which every later step
+        # scans, holds it for the rejected rows alone.
+        .withColumn(schemas.RAW, F.when(F.col(schemas.REASON).isNotNull(), F.col(schemas.RAW)))
+        .persist(StorageLevel.MEMORY_AND_DISK)
     )
 
 
-def resolve_cutoff(events: DataFrame, config: BuildConfig) -> str:
-    if config.cutoff:
-        return config.cutoff
-    latest = events.agg(F.max(schemas.EVENT_TIME)).first()
-    assert latest is not None and latest[0] is not None, "no events left after cleaning"
-    cutoff: datetime = latest[0] - timedelta(days=config.holdout_days)
-    return cutoff.strftime("%Y-%m-%d %H:%M:%S")
+def previous_vocabularies(spark: SparkSession, output: str) -> dict[str, DataFrame | None]:
+    """The vocabularies an earlier run published under ``output`` (None where there is none)."""
+    return {
+        name: (
+            tables.read_parquet(spark, layout.vocab(output, name))
+            if tables.exists(spark, layout.vocab(output, name))
+            else None
+        )
+        for name in vocab.VOCABS
+    }
 
 
-def items_table(vocabulary: DataFrame, items: DataFrame | None) -> DataFrame:
-    """One row per indexed item: its id, index, count and whatever metadata the source had."""
-    base = vocabulary.select(
-        F.col(schemas.VOCAB_KEY).alias(schemas.ITEM_ID),
-        F.col(schemas.VOCAB_IDX).alias(schemas.ITEM_IDX),
-        F.col(schemas.VOCAB_COUNT).alias("n_events"),
-        F.col(schemas.VOCAB_FIRST_RUN).alias("first_run_date"),
-    )
-    meta = items if items is not None else base.sparkSession.createDataFrame([], schemas.ITEM_META)
-    return base.join(meta, on=schemas.ITEM_ID, how="left").select(
-        schemas.ITEM_ID,
-        schemas.ITEM_IDX,
-        schemas.TITLE,
-        schemas.BRAND,
-        schemas.CATEGORY,
-        schemas.PRICE,
-        schemas.ATTRIBUTES,
-        "n_events",
-        "first_run_date",
-    )
+def sequences_and_vocabularies(
+    events: DataFrame,
+    cutoff: str,
+    previous: dict[str, DataFrame | None],
+    run_date: str,
+    min_item_count: int,
+    collapse_repeats: bool,
+    gap_seconds: int,
+    max_session_seconds: int,
+    max_session_events: int,
+) -> tuple[DataFrame, dict[str, DataFrame]]:
+    """The SEQUENCES of the kept ``events`` and the vocabularies (persisted) that index them.
 
-
-def has_text(items: DataFrame) -> bool:
-    """Whether any item has text to embed (a title, brand, category or attribute)."""
-    with_text = (
-        F.col(schemas.TITLE).isNotNull()
-        | F.col(schemas.BRAND).isNotNull()
-        | F.col(schemas.CATEGORY).isNotNull()
-        | (F.size(schemas.ATTRIBUTES) > 0)
-    )
-    return items.where(with_text).limit(1).count() > 0
-
-
-def item_vectors(items: DataFrame, model_path: str, batch_size: int, partitions: int) -> DataFrame:
-    """(item_id, item_idx, vector) for the items with text, computed on the executors.
-
-    The items table is written as one file; spread over ``partitions`` tasks so every core
-    encodes (Spark gives each task's Python worker one thread).
+    The vocabularies count the events that reach the sequences. Without collapsing, those are
+    the kept events (read from the cache): they are counted and indexed first, and the sessions
+    are computed once, straight into the sequences. Collapsing drops events, so then the
+    sessions are cached, counted and indexed.
     """
-    return embedding.embed_items(
-        items.repartition(partitions),
-        model_path=model_path or None,
-        batch_size=batch_size,
-        keys=(schemas.ITEM_ID, schemas.ITEM_IDX),
+    counted = events
+    if collapse_repeats:
+        counted = sessionize.sessionize(
+            events,
+            gap_seconds=gap_seconds,
+            max_session_seconds=max_session_seconds,
+            max_session_events=max_session_events,
+            collapse_repeats=True,
+            order_column=_EVENT_ORDER,
+        ).persist(StorageLevel.MEMORY_AND_DISK)
+    key_counts = vocab.vocabulary_counts(counted).persist()  # one pass for all three
+    vocabularies = {
+        name: frame.persist()
+        for name, frame in vocab.build_vocabularies(
+            key_counts, previous, run_date, min_item_count=min_item_count
+        ).items()
+    }
+    indexed = vocab.apply_vocabularies(counted, vocabularies)
+    if collapse_repeats:
+        return sequences.build_sequences(indexed, cutoff, order_column=_EVENT_ORDER), vocabularies
+    # Sessions and arrays in one pass per partition (no per-user windows): the cache is
+    # partitioned by user, and the broadcast joins since have kept it that way.
+    seqs = arrow_sequences.sequences_from_events(
+        indexed,
+        cutoff,
+        gap_seconds=gap_seconds,
+        max_session_seconds=max_session_seconds,
+        max_session_events=max_session_events,
+        partitioned_by_user=True,
     )
+    return seqs, vocabularies
+
+
+def write_staged(
+    staged: str,
+    seqs: DataFrame,
+    vocabularies: dict[str, DataFrame],
+    item_meta: DataFrame | None,
+    shards: int,
+) -> None:
+    """The sequences, vocabularies and items table, written to the staging folder."""
+    tables.write_parquet(
+        seqs, layout.sequences(staged), files=shards or None, max_rows_per_file=200_000
+    )
+    for name, frame in vocabularies.items():
+        tables.write_parquet(frame, layout.vocab(staged, name), files=1)
+    tables.write_parquet(
+        items.items_table(vocabularies[layout.ITEM_VOCAB], item_meta),
+        layout.items(staged),
+        files=1,
+    )
+
+
+def embed_staged_items(
+    spark: SparkSession, staged: str, text_model: str, text_batch_size: int
+) -> int | None:
+    """Item text vectors of the staged items, staged beside them: how many, or None (nothing
+    written) when no item has text."""
+    staged_items = tables.read_parquet(spark, layout.items(staged))
+    if not items.has_text(staged_items):
+        return None
+    vectors = items.item_vectors(
+        staged_items, text_model, text_batch_size, spark.sparkContext.defaultParallelism
+    )
+    tables.write_parquet(vectors, layout.item_vectors(staged), files=1)
+    return tables.read_parquet(spark, layout.item_vectors(staged)).count()
+
+
+def staged_sequence_counts(spark: SparkSession, staged: str) -> dict[str, int]:
+    """The counts of the staged sequences; RuntimeError when a user has more than one row."""
+    counts = sequences.sequence_counts(tables.read_parquet(spark, layout.sequences(staged)))
+    if counts["distinct_users"] != counts["users"]:
+        raise RuntimeError(
+            f"{counts['users'] - counts['distinct_users']} users have more than one "
+            "sequence row: their events were not in one partition. Nothing was published."
+        )
+    return counts
 
 
 def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
+    """Build, stage and publish every output of ``config``; returns the run report."""
     stages = _Stages()
     output = config.output.rstrip("/")
     run_id = f"{config.run_date}-{uuid.uuid4().hex[:8]}"
-    staged = tables.staging_dir(output, run_id)
+    staged = layout.staging(output, run_id)
     try:
-        raw, item_meta = read_raw(spark, config, staged)
+        events_path, items_path = config.input, config.items
+        if config.source == SYNTHETIC:
+            events_path, items_path = generate_input(
+                spark, config.events, config.seed, f"{staged}/{_GENERATED}"
+            )
+        assert events_path is not None
+        raw, item_meta = read_input(spark, config.source, events_path, items_path)
         stages.done("read", f"source={config.source}")
         if config.interest_model:
-            if item_meta is None:
-                raise ValueError(
-                    f"--interest-model needs item metadata (titles) to classify, and source "
-                    f"{config.source!r} has none here: pass --items, or drop --interest-model"
-                )
-            from seqrec.interests import with_filled_categories
-
-            item_meta = with_filled_categories(item_meta, config.interest_model).persist(
-                StorageLevel.MEMORY_AND_DISK
-            )
+            item_meta = items.classify_categories(item_meta, config.interest_model, config.source)
             stages.done("classify", f"missing item categories from {config.interest_model}")
 
-        tagged = (
-            raw.transform(
-                clean.tag_rejections,
-                config.run_date,
-                max_future_days=config.max_future_days,
-                bot_max_events_per_day=config.bot_max_events_per_day,
-                bot_min_median_gap_seconds=config.bot_min_median_gap_seconds,
-            )
-            # Only the quarantine needs the original line: the cache, which every later step
-            # scans, holds it for the rejected rows alone.
-            .withColumn(schemas.RAW, F.when(F.col(schemas.REASON).isNotNull(), F.col(schemas.RAW)))
-            .persist(StorageLevel.MEMORY_AND_DISK)
+        tagged = tag_rows(
+            raw,
+            config.run_date,
+            config.max_future_days,
+            config.bot_max_events_per_day,
+            config.bot_min_median_gap_seconds,
         )
         # The first action on `tagged`: it parses the input once, fills the cache and raises
         # InputFormatError for a file that is not the source's format at all.
-        ingest.check_input(tagged, event_source(config))
+        sources.check_input(tagged, event_source(config.source))
         stages.done("check", "input parsed, tagged and checked")
         accounting = clean.accounting(tagged)
         stages.done("clean", f"{accounting}")
 
-        events = clean.kept_events(tagged).transform(fill_categories, item_meta)
-        cutoff = resolve_cutoff(events, config)
-        # The vocabularies count the events that reach the sequences. Without collapsing, those
-        # are the kept events (read from the cache): they are counted and indexed first, and
-        # the sessions are computed once, straight into the sequences. Collapsing drops events,
-        # so then the sessions are cached, counted and indexed.
-        counted = events
-        if config.collapse_repeats:
-            counted = events.transform(sessionize_events, config).persist(
-                StorageLevel.MEMORY_AND_DISK
-            )
-        key_counts = vocabulary_counts(counted).persist()  # one pass for all three
-        vocabularies: dict[str, DataFrame] = {}
-        indexed = counted
-        for name, (column, idx_column) in VOCABS.items():
-            previous_path = f"{output}/vocab/{name}"
-            previous = (
-                tables.read_parquet(spark, previous_path)
-                if tables.exists(spark, previous_path)
-                else None
-            )
-            keys = key_counts.filter(F.col(_VOCAB_NAME) == name).drop(_VOCAB_NAME)
-            min_count = config.min_item_count if name == "item" else 1
-            vocabularies[name] = vocab.build_vocab(
-                keys, previous, config.run_date, min_count=min_count
-            ).persist()
-            indexed = vocab.apply_vocab(indexed, vocabularies[name], column, idx_column)
-        if config.collapse_repeats:
-            seqs = sequences.build_sequences(indexed, cutoff, order_column=_EVENT_ORDER)
-        else:
-            # Sessions and arrays in one pass per partition (no per-user windows): the cache
-            # is partitioned by user, and the broadcast joins since have kept it that way.
-            seqs = arrow_sequences.sequences_from_events(
-                indexed,
-                cutoff,
-                gap_seconds=int(config.gap_minutes * 60),
-                max_session_seconds=int(config.max_session_hours * 3600),
-                max_session_events=config.max_session_events,
-                partitioned_by_user=True,
-            )
+        events = clean.kept_events(tagged).transform(items.fill_categories, item_meta)
+        cutoff = sequences.resolve_cutoff(events, config.cutoff, config.holdout_days)
+        seqs, vocabularies = sequences_and_vocabularies(
+            events,
+            cutoff,
+            previous_vocabularies(spark, output),
+            config.run_date,
+            config.min_item_count,
+            config.collapse_repeats,
+            gap_seconds=int(config.gap_minutes * 60),
+            max_session_seconds=int(config.max_session_hours * 3600),
+            max_session_events=config.max_session_events,
+        )
         stages.done("sessionize", f"cutoff={cutoff}")
-        tables.write_parquet(
-            seqs, f"{staged}/sequences", files=config.shards or None, max_rows_per_file=200_000
-        )
-        for name, frame in vocabularies.items():
-            tables.write_parquet(frame, f"{staged}/vocab/{name}", files=1)
-        tables.write_parquet(
-            items_table(vocabularies["item"], item_meta), f"{staged}/items", files=1
-        )
+        write_staged(staged, seqs, vocabularies, item_meta, config.shards)
         stages.done("write", f"staged in {staged}")
 
         outputs = list(OUTPUTS)
-        n_vectors = 0
-        staged_items = tables.read_parquet(spark, f"{staged}/items")
-        if config.item_vectors and has_text(staged_items):
-            vectors = item_vectors(
-                staged_items,
-                config.text_model,
-                config.text_batch_size,
-                spark.sparkContext.defaultParallelism,
-            )
-            tables.write_parquet(vectors, f"{staged}/{ITEM_VECTORS}", files=1)
-            n_vectors = tables.read_parquet(spark, f"{staged}/{ITEM_VECTORS}").count()
-            outputs.append(ITEM_VECTORS)
+        n_vectors = None
+        if config.item_vectors:
+            n_vectors = embed_staged_items(spark, staged, config.text_model, config.text_batch_size)
+        if n_vectors is not None:
+            outputs.append(layout.ITEM_VECTORS)
             stages.done("embed", f"{n_vectors} item text vectors")
 
-        written = tables.read_parquet(spark, f"{staged}/sequences")
-        counts_row = written.agg(
-            F.count(F.lit(1)).alias("users"),
-            F.sum(schemas.SEQ_LEN).alias("events"),
-            F.sum(schemas.N_BEFORE_CUTOFF).alias("events_before_cutoff"),
-            F.sum(F.size(F.array_distinct(schemas.SEQ_SESSIONS))).alias("sessions"),
-            F.count_distinct(schemas.USER_ID).alias("distinct_users"),
-        ).first()
-        assert counts_row is not None
-        if counts_row["distinct_users"] != counts_row["users"]:
-            raise RuntimeError(
-                f"{counts_row['users'] - counts_row['distinct_users']} users have more than one "
-                "sequence row: their events were not in one partition. Nothing was published."
-            )
+        written = staged_sequence_counts(spark, staged)
         counts = {
             "rows_in": accounting["rows_in"],
             "events_kept": accounting["rows_kept"],
-            "events_in_sequences": int(counts_row["events"] or 0),
-            "events_before_cutoff": int(counts_row["events_before_cutoff"] or 0),
-            "users": int(counts_row["users"]),
-            "sessions": int(counts_row["sessions"] or 0),
+            "events_in_sequences": written["events"],
+            "events_before_cutoff": written["events_before_cutoff"],
+            "users": written["users"],
+            "sessions": written["sessions"],
             **{f"vocab_{name}": int(frame.count()) for name, frame in vocabularies.items()},
-            "item_vectors": n_vectors,
+            "item_vectors": n_vectors or 0,
         }
         tables.replace_delta_partition(
             clean.quarantined(tagged, config.run_date),
-            f"{output}/quarantine",
+            layout.quarantine(output),
             schemas.RUN_DATE,
             config.run_date,
         )
         tables.publish(spark, staged, output, outputs)
-        if ITEM_VECTORS not in outputs:
-            tables.delete(spark, f"{output}/{ITEM_VECTORS}")  # a previous run's, now stale
+        if layout.ITEM_VECTORS not in outputs:
+            tables.delete(spark, layout.item_vectors(output))  # a previous run's, now stale
         stages.done("publish", f"-> {output}")
     except BaseException:
         tables.delete(spark, staged)
@@ -448,7 +391,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
         "accounting": accounting,
         "counts": counts,
         "timings_s": {**stages.timings, "total": stages.total},
-        "outputs": {name: f"{output}/{name}" for name in [*outputs, "quarantine"]},
+        "outputs": {name: f"{output}/{name}" for name in [*outputs, layout.QUARANTINE]},
     }
-    tables.write_json(spark, f"{output}/report.json", report)
+    tables.write_json(spark, layout.report(output), report)
     return report

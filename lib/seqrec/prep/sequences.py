@@ -20,7 +20,7 @@ Splits (never mix them in one evaluation):
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
@@ -49,6 +49,17 @@ def parse_cutoff(cutoff: str) -> datetime:
     """An ISO date or date-time; without a zone it is UTC (never the session's zone)."""
     moment = datetime.fromisoformat(cutoff)
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def resolve_cutoff(events: DataFrame, cutoff: str | None, holdout_days: float) -> str:
+    """The time split's cut-off: ``cutoff`` when given, else the latest event time minus
+    ``holdout_days``, to the second."""
+    if cutoff:
+        return cutoff
+    latest = events.agg(F.max(S.EVENT_TIME)).first()
+    assert latest is not None and latest[0] is not None, "no events left after cleaning"
+    moment: datetime = latest[0] - timedelta(days=holdout_days)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 def build_sequences(
@@ -99,6 +110,20 @@ def build_sequences(
         F.size(events).alias(S.SEQ_LEN),
         S.N_BEFORE_CUTOFF,
     )
+
+
+def sequence_counts(sequences: DataFrame) -> dict[str, int]:
+    """SEQUENCES' rows (``users``), ``distinct_users``, ``events``, ``events_before_cutoff`` and
+    ``sessions``, in one aggregation."""
+    row = sequences.agg(
+        F.count(F.lit(1)).alias("users"),
+        F.sum(S.SEQ_LEN).alias("events"),
+        F.sum(S.N_BEFORE_CUTOFF).alias("events_before_cutoff"),
+        F.sum(F.size(F.array_distinct(S.SEQ_SESSIONS))).alias("sessions"),
+        F.count_distinct(S.USER_ID).alias("distinct_users"),
+    ).first()
+    assert row is not None
+    return {name: int(value or 0) for name, value in row.asDict().items()}
 
 
 def time_split_train(sequences: DataFrame) -> DataFrame:

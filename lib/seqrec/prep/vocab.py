@@ -14,7 +14,8 @@ that run's count alone. ``keys`` should therefore hold the occurrences of the ne
 or ``existing`` should be None (a rebuild from scratch).
 
 The same functions serve the item, category and event-type vocabularies: build the key frame
-with ``vocab_keys(events, column)``.
+with ``vocab_keys(events, column)``, or count the keys of all three (:data:`VOCABS`) in one
+aggregation with :func:`vocabulary_counts`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,14 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from seqrec import schemas as S
+from seqrec.io import layout
+
+# The vocabularies of a build: name -> the event column it indexes and the sequence column of ids.
+VOCABS = {
+    layout.ITEM_VOCAB: (S.ITEM_ID, S.ITEM_IDX),
+    layout.CATEGORY_VOCAB: (S.CATEGORY, S.CATEGORY_IDX),
+    layout.EVENT_TYPE_VOCAB: (S.EVENT_TYPE, S.EVENT_TYPE_IDX),
+}
 
 PAD_IDX = 0
 OOV_IDX = 1
@@ -37,6 +46,7 @@ _N = "_n"
 _RARE = "_rare"  # a new key below min_count
 _LOOKUP_KEY = "_vocab_key"
 _LOOKUP_IDX = "_vocab_idx"
+_VOCAB_NAME = "_vocabulary"
 
 
 def key_id(table: pa.Table, key: str) -> int:
@@ -120,3 +130,46 @@ def apply_vocab(df: DataFrame, vocab: DataFrame, column: str, out_column: str) -
         *kept_columns,
         F.coalesce(F.col(_LOOKUP_IDX), F.lit(OOV_IDX)).cast(T.IntegerType()).alias(out_column),
     )
+
+
+def vocabulary_counts(events: DataFrame) -> DataFrame:
+    """``(vocabulary name, key, count)`` of every non-null key of the :data:`VOCABS` columns,
+    counted in one aggregation: the pre-counted input of :func:`build_vocabularies`."""
+    keys = F.array(
+        *[
+            F.struct(F.lit(name).alias(_VOCAB_NAME), F.col(column).alias(S.VOCAB_KEY))
+            for name, (column, _) in VOCABS.items()
+        ]
+    )
+    return (
+        events.select(F.inline(keys))
+        .filter(F.col(S.VOCAB_KEY).isNotNull())
+        .groupBy(_VOCAB_NAME, S.VOCAB_KEY)
+        .agg(F.count(F.lit(1)).alias(S.VOCAB_COUNT))
+    )
+
+
+def build_vocabularies(
+    counts: DataFrame,
+    existing: dict[str, DataFrame | None],
+    run_date: str,
+    min_item_count: int = 1,
+) -> dict[str, DataFrame]:
+    """Every one of :data:`VOCABS`, extended from ``existing[name]`` with its keys of ``counts``
+    (:func:`vocabulary_counts`); ``min_item_count`` applies to the item vocabulary only."""
+    return {
+        name: build_vocab(
+            counts.filter(F.col(_VOCAB_NAME) == name).drop(_VOCAB_NAME),
+            existing[name],
+            run_date,
+            min_count=min_item_count if name == layout.ITEM_VOCAB else 1,
+        )
+        for name in VOCABS
+    }
+
+
+def apply_vocabularies(events: DataFrame, vocabularies: dict[str, DataFrame]) -> DataFrame:
+    """``events`` plus the id column of each of :data:`VOCABS` (see :func:`apply_vocab`)."""
+    for name, (column, idx_column) in VOCABS.items():
+        events = apply_vocab(events, vocabularies[name], column, idx_column)
+    return events

@@ -1,4 +1,5 @@
-"""Ingest adapters: tiny fixtures with named edge cases, the real public samples, malformed files.
+"""Ingest adapters read through ``sources.read_events`` / ``read_items``: tiny fixtures with named
+edge cases, the real public samples, malformed files.
 
 Expected frames are written out by hand, one row per line (``fmt: off`` keeps them tabular).
 ``source_file`` is compared by file name only (the temporary folder differs per run);
@@ -18,7 +19,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual, assertSchemaEqual
 
-from seqrec.prep import ingest
+from seqrec.prep import adapters, sources
+from seqrec.prep.diagnose import InputFormatError
 from seqrec.schemas import ITEM_META, RAW_EVENTS, SOURCE_FILE
 
 
@@ -83,7 +85,7 @@ def test_taobao_maps_behaviors_and_flags_bad_rows(spark: SparkSession, tmp_path:
         ("4", "107", _at(1511544120), "view", None, "13", None, None, f, 8, "4,107,13,pv,1511544120", None),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "taobao", path), expected)
+    _assert_events(sources.read_events(spark, "taobao", path), expected)
 
 
 def test_otto_explodes_sessions_in_order(spark: SparkSession, tmp_path: Path) -> None:
@@ -119,7 +121,7 @@ def test_otto_explodes_sessions_in_order(spark: SparkSession, tmp_path: Path) ->
         ("11", "15", _at(1659305000), "purchase", "11", None, None, None, f, _packed(4, 0), raw(11, e5), None),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "otto", path), expected)
+    _assert_events(sources.read_events(spark, "otto", path), expected)
 
 
 def test_yoochoose_reads_sessionrec_tsv_and_recsys_dat(spark: SparkSession, tmp_path: Path) -> None:
@@ -153,8 +155,8 @@ def test_yoochoose_reads_sessionrec_tsv_and_recsys_dat(spark: SparkSession, tmp_
         ("2", "214662742", None, "click", "2", "2058", None, None, d, 3, "2,07/04/2014 13:57,214662742,2058", "unparseable timestamp"),
     ])
     # fmt: on
-    actual = ingest.read_events(spark, "yoochoose", tsv).unionByName(
-        ingest.read_events(spark, "yoochoose", dat)
+    actual = sources.read_events(spark, "yoochoose", tsv).unionByName(
+        sources.read_events(spark, "yoochoose", dat)
     )
     _assert_events(actual, expected)
 
@@ -180,7 +182,7 @@ def test_diginetica_adds_timeframe_to_day_and_names_anonymous_users(
         (None, None, None, None, None, None, None, None, f, 4, "4;NA;556", "wrong field count: 3 (expected 5)"),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "diginetica", path), expected)
+    _assert_events(sources.read_events(spark, "diginetica", path), expected)
 
 
 def test_amazon_sequences_become_ordered_ratings(spark: SparkSession, tmp_path: Path) -> None:
@@ -195,7 +197,7 @@ def test_amazon_sequences_become_ordered_ratings(spark: SparkSession, tmp_path: 
         ("3", None, None, None, None, None, None, None, f, _packed(2, 0), "3", "no items"),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "amazon", path), expected)
+    _assert_events(sources.read_events(spark, "amazon", path), expected)
 
 
 def test_amazon_items_split_brand_from_category_path(spark: SparkSession, tmp_path: Path) -> None:
@@ -215,7 +217,7 @@ def test_amazon_items_split_brand_from_category_path(spark: SparkSession, tmp_pa
         ("12", "Shampoo", "Suave", "Hair Care|Shampoos", None, ["Suave", "Hair Care", "Shampoos"]),
     ], ITEM_META)
     # fmt: on
-    actual = ingest.read_items(spark, "amazon", path)
+    actual = sources.read_items(spark, "amazon", path)
     assert actual is not None
     assertSchemaEqual(actual.schema, ITEM_META, ignoreNullable=False)
     assertDataFrameEqual(actual, expected)
@@ -244,8 +246,8 @@ def test_movielens_ratings_and_latin1_items(spark: SparkSession, tmp_path: Path)
         (None, None, None, None, None, None, None, None, f, 3, "244\t51", "wrong field count: 2 (expected 4)"),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "movielens", data), expected)
-    items = ingest.read_items(spark, "movielens", item)
+    _assert_events(sources.read_events(spark, "movielens", data), expected)
+    items = sources.read_items(spark, "movielens", item)
     assert items is not None
     expected_items = spark.createDataFrame(
         [("543", "Misérables, Les (1995)", None, "Drama|Musical", None, ["Drama", "Musical"])],
@@ -275,7 +277,7 @@ def test_retailrocket_maps_events_and_epoch_ms(spark: SparkSession, tmp_path: Pa
         ("112", "6", None, "view", None, None, None, None, f, 5, "14332x,112,view,6,", "unparseable timestamp"),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "retailrocket", path), expected)
+    _assert_events(sources.read_events(spark, "retailrocket", path), expected)
 
 
 CANONICAL_CSV = (
@@ -301,9 +303,9 @@ def test_canonical_csv_and_its_synthetic_alias(spark: SparkSession, tmp_path: Pa
         (None, None, None, None, None, None, None, None, f, 5, lines[5], "wrong field count: 4 (expected 8)"),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "canonical-csv", path), expected)
-    _assert_events(ingest.read_events(spark, "synthetic", path), expected)
-    _assert_events(ingest.read_events(spark, "canonical", path), expected)
+    _assert_events(sources.read_events(spark, "canonical-csv", path), expected)
+    _assert_events(sources.read_events(spark, "synthetic", path), expected)
+    _assert_events(sources.read_events(spark, "canonical", path), expected)
 
 
 def test_canonical_csv_reads_what_sparks_csv_writer_writes(
@@ -313,9 +315,9 @@ def test_canonical_csv_reads_what_sparks_csv_writer_writes(
     texts = ['say "hi", ok', '5" screen, big', "back\\slash", "a,b", 'q"', "", None]
     folder = str(tmp_path / "events")
     rows = [(f"u{i}", "i1", "1704103200", "view", None, None, None, t) for i, t in enumerate(texts)]
-    schema = ",".join(f"{c} string" for c in ingest.CANONICAL_COLUMNS)
+    schema = ",".join(f"{c} string" for c in adapters.CANONICAL_COLUMNS)
     spark.createDataFrame(rows, schema).coalesce(1).write.option("header", True).csv(folder)
-    events = ingest.read_events(spark, "canonical-csv", folder)
+    events = sources.read_events(spark, "canonical-csv", folder)
     expected = [(f"u{i}", t or None, None) for i, t in enumerate(texts)]  # empty text: null
     assertDataFrameEqual(
         events.select("user_id", "text", "parse_error"),
@@ -339,7 +341,7 @@ def test_blank_lines_and_repeated_headers_are_dropped_whatever_their_first_chara
         " u3,i3,2024-01-01T10:00:00Z,view,,,,\n"  # starts with a space, is not blank
         "\u00e9,i4,2024-01-01T10:00:00Z,view,,,,\n",  # non-ASCII first character
     )
-    events = ingest.read_events(spark, "canonical-csv", path, check=False)
+    events = sources.read_events(spark, "canonical-csv", path, check=False)
     rows = events.orderBy("source_row").select("user_id", "raw").collect()
     assert [row["raw"] for row in rows] == [
         "u1,i1,2024-01-01T10:00:00Z,view,,,,",
@@ -364,7 +366,7 @@ def test_times_are_utc_whatever_the_session_time_zone(spark: SparkSession, tmp_p
     zone = spark.conf.get("spark.sql.session.timeZone")
     spark.conf.set("spark.sql.session.timeZone", "America/New_York")
     try:
-        events = ingest.read_events(spark, "canonical-csv", path).orderBy("source_row")
+        events = sources.read_events(spark, "canonical-csv", path).orderBy("source_row")
         seconds = [r[0] for r in events.select(F.unix_seconds("event_time")).collect()]
     finally:
         spark.conf.set("spark.sql.session.timeZone", zone)
@@ -390,8 +392,8 @@ def test_canonical_json_lines(spark: SparkSession, tmp_path: Path) -> None:
         (None, None, None, None, None, None, None, None, f, 3, lines[3], "invalid json"),
     ])
     # fmt: on
-    _assert_events(ingest.read_events(spark, "canonical", str(folder)), expected)
-    _assert_events(ingest.read_events(spark, "canonical-json", str(folder / f)), expected)
+    _assert_events(sources.read_events(spark, "canonical", str(folder)), expected)
+    _assert_events(sources.read_events(spark, "canonical-json", str(folder / f)), expected)
 
 
 def test_canonical_parquet_renders_rows_as_json(spark: SparkSession, tmp_path: Path) -> None:
@@ -401,7 +403,7 @@ def test_canonical_parquet_renders_rows_as_json(spark: SparkSession, tmp_path: P
         "user_id string, item_id int, event_time string, event_type string, price double",
     )
     written.coalesce(1).write.parquet(folder)
-    actual = ingest.read_events(spark, "canonical", folder)
+    actual = sources.read_events(spark, "canonical", folder)
     # fmt: off
     expected = spark.createDataFrame([
         ("u1", "1", _utc(2024, 1, 1, 10), "view", None, None, 2.5, None, 0,
@@ -421,37 +423,37 @@ def test_canonical_items_from_generator_parquet(spark: SparkSession, tmp_path: P
         "item_id int, title string, brand string, category string, price double",
     ).write.parquet(folder)
     expected = spark.createDataFrame([("1", "Red shoe", "Acme", "shoes", 19.99, None)], ITEM_META)
-    actual = ingest.read_items(spark, "synthetic", folder)
+    actual = sources.read_items(spark, "synthetic", folder)
     assert actual is not None
     assertSchemaEqual(actual.schema, ITEM_META, ignoreNullable=False)
     assertDataFrameEqual(actual, expected)
 
 
 def test_sources_without_item_metadata_return_none(spark: SparkSession) -> None:
-    assert ingest.read_items(spark, "taobao", "/nowhere") is None
+    assert sources.read_items(spark, "taobao", "/nowhere") is None
 
 
 def test_unknown_source_lists_known_ones(spark: SparkSession) -> None:
     with pytest.raises(ValueError, match="known: amazon, canonical"):
-        ingest.read_events(spark, "netflix", "/nowhere")
+        sources.read_events(spark, "netflix", "/nowhere")
 
 
 # --- malformed files ----------------------------------------------------------------------------
 def test_wrong_delimiter_is_named(spark: SparkSession, tmp_path: Path) -> None:
     path = _write(tmp_path, "semicolons.csv", "1;100;10;pv;1511544070\n2;101;10;pv;1511544080\n")
-    with pytest.raises(ingest.InputFormatError, match=r"semicolons\.csv.*wrong delimiter") as err:
-        ingest.read_events(spark, "taobao", path)
+    with pytest.raises(InputFormatError, match=r"semicolons\.csv.*wrong delimiter") as err:
+        sources.read_events(spark, "taobao", path)
     assert "';'" in str(err.value) and "100%" in str(err.value)
-    unchecked = ingest.read_events(spark, "taobao", path, check=False)  # lazy: no error yet
-    with pytest.raises(ingest.InputFormatError, match=r"semicolons\.csv"):
-        ingest.check_input(unchecked, "taobao")
+    unchecked = sources.read_events(spark, "taobao", path, check=False)  # lazy: no error yet
+    with pytest.raises(InputFormatError, match=r"semicolons\.csv"):
+        sources.check_input(unchecked, "taobao")
 
 
 def test_utf16_file_is_named(spark: SparkSession, tmp_path: Path) -> None:
     text = "session_id;user_id;item_id;timeframe;eventdate\n1;NA;81766;526309;2016-05-09\n"
     path = _write(tmp_path, "utf16.csv", text, encoding="utf-16")
-    with pytest.raises(ingest.InputFormatError, match=r"utf16\.csv.*UTF-16"):
-        ingest.read_events(spark, "diginetica", path)
+    with pytest.raises(InputFormatError, match=r"utf16\.csv.*UTF-16"):
+        sources.read_events(spark, "diginetica", path)
 
 
 def test_missing_header_columns_are_listed(spark: SparkSession, tmp_path: Path) -> None:
@@ -460,8 +462,8 @@ def test_missing_header_columns_are_listed(spark: SparkSession, tmp_path: Path) 
         "no_user.csv",
         "session_id;item_id;timeframe;eventdate\n1;81766;526309;2016-05-09\n",
     )
-    with pytest.raises(ingest.InputFormatError, match=r"no_user\.csv.*missing columns: user_id"):
-        ingest.read_events(spark, "diginetica", path)
+    with pytest.raises(InputFormatError, match=r"no_user\.csv.*missing columns: user_id"):
+        sources.read_events(spark, "diginetica", path)
 
 
 def test_header_with_another_delimiter_is_named(spark: SparkSession, tmp_path: Path) -> None:
@@ -471,16 +473,16 @@ def test_header_with_another_delimiter_is_named(spark: SparkSession, tmp_path: P
         "timestamp;visitorid;event;itemid;transactionid\n1433221332117;257597;view;355908;\n",
     )
     match = r"semicolon_events\.csv.*';'-separated: wrong delimiter"
-    with pytest.raises(ingest.InputFormatError, match=match):
-        ingest.read_events(spark, "retailrocket", path)
+    with pytest.raises(InputFormatError, match=match):
+        sources.read_events(spark, "retailrocket", path)
 
 
 def test_path_without_files(spark: SparkSession, tmp_path: Path) -> None:
-    with pytest.raises(ingest.InputFormatError, match=r"No input file matches .*nothing\*\.csv"):
-        ingest.read_events(spark, "taobao", str(tmp_path / "nothing*.csv"))
+    with pytest.raises(InputFormatError, match=r"No input file matches .*nothing\*\.csv"):
+        sources.read_events(spark, "taobao", str(tmp_path / "nothing*.csv"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ingest.InputFormatError, match="empty folder"):
-        ingest.read_events(spark, "canonical-csv", str(tmp_path / "empty"))
+    with pytest.raises(InputFormatError, match="empty folder"):
+        sources.read_events(spark, "canonical-csv", str(tmp_path / "empty"))
 
 
 def test_truncated_gzip_is_named(spark: SparkSession, tmp_path: Path) -> None:
@@ -488,8 +490,8 @@ def test_truncated_gzip_is_named(spark: SparkSession, tmp_path: Path) -> None:
     whole = gzip.compress(lines.encode())
     path = tmp_path / "cut.csv.gz"
     path.write_bytes(whole[: len(whole) // 2])
-    with pytest.raises(ingest.InputFormatError, match=r"cut\.csv\.gz.*truncated"):
-        ingest.read_events(spark, "taobao", str(path))
+    with pytest.raises(InputFormatError, match=r"cut\.csv\.gz.*truncated"):
+        sources.read_events(spark, "taobao", str(path))
 
 
 def test_mixed_canonical_folder_asks_for_an_explicit_format(
@@ -497,14 +499,14 @@ def test_mixed_canonical_folder_asks_for_an_explicit_format(
 ) -> None:
     _write(tmp_path, "a.csv", CANONICAL_CSV)
     _write(tmp_path, "b.jsonl", "{}\n")
-    with pytest.raises(ingest.InputFormatError, match="canonical-csv, canonical-json"):
-        ingest.read_events(spark, "canonical", str(tmp_path))
+    with pytest.raises(InputFormatError, match="canonical-csv, canonical-json"):
+        sources.read_events(spark, "canonical", str(tmp_path))
 
 
 def test_a_few_bad_rows_do_not_fail_the_file(spark: SparkSession, tmp_path: Path) -> None:
     good = "".join(f"1,{i},1,pv,{1511544070 + i}\n" for i in range(9))
     path = _write(tmp_path, "mostly_good.csv", good + "oops\n")
-    events = ingest.read_events(spark, "taobao", path)
+    events = sources.read_events(spark, "taobao", path)
     assert events.filter(F.col("parse_error").isNotNull()).count() == 1
 
 
@@ -532,7 +534,7 @@ def test_real_samples_match_their_documented_counts(
     by_type: dict[str, int],
     users: int | None,
 ) -> None:
-    events = ingest.read_events(spark, source, str(shared_data / relative))
+    events = sources.read_events(spark, source, str(shared_data / relative))
     counts = events.groupBy("event_type").agg(
         F.count(F.lit(1)).alias("rows"),
         F.count("parse_error").alias("bad"),
@@ -547,7 +549,7 @@ def test_real_samples_match_their_documented_counts(
 @pytest.mark.slow
 def test_real_diginetica_sessions_and_items(spark: SparkSession, shared_data: Path) -> None:
     path = shared_data / "diginetica-sample-srgnn/sample_train-item-views.csv"
-    events = ingest.read_events(spark, "diginetica", str(path))
+    events = sources.read_events(spark, "diginetica", str(path))
     stats = events.agg(
         F.count_distinct("source_session_id").alias("sessions"),
         F.count_distinct("item_id").alias("items"),
@@ -559,8 +561,8 @@ def test_real_diginetica_sessions_and_items(spark: SparkSession, shared_data: Pa
 @pytest.mark.slow
 def test_real_item_metadata(spark: SparkSession, shared_data: Path) -> None:
     beauty_path = shared_data / "amazon-beauty/derived/beauty_items.tsv"
-    beauty = ingest.read_items(spark, "amazon", str(beauty_path))
-    movies = ingest.read_items(spark, "movielens", str(shared_data / "movielens-100k/u.item"))
+    beauty = sources.read_items(spark, "amazon", str(beauty_path))
+    movies = sources.read_items(spark, "movielens", str(shared_data / "movielens-100k/u.item"))
     assert beauty is not None and movies is not None
     assert beauty.count() == 12_101
     assert beauty.filter(F.col("title").isNotNull()).count() == 12_094
