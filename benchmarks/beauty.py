@@ -17,7 +17,7 @@ included). Full ranking over all items, already-seen items masked, ties by the e
 the best validation epoch.
 
 Models use the library's default configuration (``seqrec.models`` configs and
-``seqrec.train.training.TrainConfig``), the same for every dataset; ``--items`` adds the item
+``seqrec.train.loop.TrainConfig``), the same for every dataset; ``--items`` adds the item
 attributes (brand, category path) through the fusion module. ``sasrec-bce`` is SASRec in the
 S3-Rec repository's setting (BCE, one negative, hidden 64, dropout 0.5, no side information),
 to check that this protocol reproduces its published NDCG@10 of 0.0318.
@@ -45,7 +45,8 @@ import torch
 from seqrec.models import build_model
 from seqrec.text.embedding import TextEncoder, default_model_path, item_text
 from seqrec.train.baselines import ItemKNN, MarkovChain, MostPopular
-from seqrec.train.training import EvalBatches, TrainBatches, TrainConfig, evaluate, train
+from seqrec.train.batches import EvalBatches, TrainBatches
+from seqrec.train.loop import TrainConfig, evaluate, train
 
 BASELINES = {"pop": MostPopular, "itemknn": ItemKNN, "markov": MarkovChain}
 NEURAL = ("sasrec", "gru4rec", "bert4rec", "sasrec-bce")

@@ -12,47 +12,48 @@ recorded as tags on the version; nothing else changes. The last line printed is 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import asdict, dataclass
 
 from mlflow.exceptions import MlflowException
 
+from seqrec import config
 from seqrec.io import registry
-from seqrec.train.trainer import (
-    TrainJobConfig,
-    add_version_arguments,
-    chosen_version,
-    evaluate_against_champion,
-)
+from seqrec.train.champion import chosen_version, evaluate_against_champion
+from seqrec.train.job import TrainJobConfig
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="evaluate.py",
-        description="Score a registered version and the champion on the same validation data "
-        "and record both figures on the version (jobs/promote.py reads them).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+@dataclass(frozen=True)
+class EvaluateConfig:
+    data: str = config.option(help="build_sequences output folder")
+    run_date: str = config.option(help="YYYY-MM-DD", convert=config.run_date)
+    model_name: str = config.option(TrainJobConfig.registered_model, help="registered model")
+    model_version: str | None = config.option(
+        None, help="version to evaluate; without it, the newest registered for --run-date"
     )
-    parser.add_argument("--data", required=True, help="build_sequences output folder")
-    add_version_arguments(parser, "evaluate")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    print(f"[evaluate] {vars(args)}", flush=True)
+    cfg = config.parse(
+        EvaluateConfig,
+        argv,
+        prog="evaluate.py",
+        description="Score a registered version and the champion on the same validation data "
+        "and record both figures on the version (jobs/promote.py reads them).",
+    )
+    print(f"[evaluate] {asdict(cfg)}", flush=True)
     registry.configure(TrainJobConfig.experiment)
     try:
-        version = chosen_version(args)
-        result = evaluate_against_champion(args.model_name, version, args.data, args.run_date)
+        version = chosen_version(cfg.model_name, cfg.model_version, cfg.run_date)
+        result = evaluate_against_champion(cfg.model_name, version, cfg.data)
     except (LookupError, MlflowException) as error:
         raise SystemExit(
             f"[evaluate] {str(error).splitlines()[0]}. Nothing was changed."
         ) from error
     champion = result["champion_version"]
     print(
-        f"[evaluate] {args.model_name} v{version}: validation NDCG@10 "
+        f"[evaluate] {cfg.model_name} v{version}: validation NDCG@10 "
         f"{result['valid_ndcg10']:.4f}; champion "
         + ("none" if champion is None else f"v{champion}: {result['champion_valid_ndcg10']}"),
         flush=True,

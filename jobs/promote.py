@@ -11,41 +11,42 @@ one JSON object.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
+from dataclasses import asdict, dataclass
 
 from mlflow.exceptions import MlflowException
 
+from seqrec import config
 from seqrec.io import registry
-from seqrec.train.trainer import (
-    TrainJobConfig,
-    add_version_arguments,
-    chosen_version,
-    promote_evaluated,
-)
+from seqrec.train.champion import chosen_version, promote_evaluated
+from seqrec.train.job import TrainJobConfig
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="promote.py",
-        description="Promote an evaluated version to 'champion' only if it beat the champion.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+@dataclass(frozen=True)
+class PromoteConfig:
+    run_date: str = config.option(help="YYYY-MM-DD", convert=config.run_date)
+    model_name: str = config.option(TrainJobConfig.registered_model, help="registered model")
+    model_version: str | None = config.option(
+        None, help="version to promote; without it, the newest registered for --run-date"
     )
-    add_version_arguments(parser, "promote")
-    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    print(f"[promote] {vars(args)}", flush=True)
+    cfg = config.parse(
+        PromoteConfig,
+        argv,
+        prog="promote.py",
+        description="Promote an evaluated version to 'champion' only if it beat the champion.",
+    )
+    print(f"[promote] {asdict(cfg)}", flush=True)
     registry.configure(TrainJobConfig.experiment)
     try:
-        version = chosen_version(args)
-        result = promote_evaluated(args.model_name, version)
+        version = chosen_version(cfg.model_name, cfg.model_version, cfg.run_date)
+        result = promote_evaluated(cfg.model_name, version)
     except (LookupError, MlflowException) as error:
         raise SystemExit(f"[promote] {str(error).splitlines()[0]}. Nothing was changed.") from error
-    print(f"[promote] {args.model_name} v{version}: promoted={result['promoted']}", flush=True)
+    print(f"[promote] {cfg.model_name} v{version}: promoted={result['promoted']}", flush=True)
     print(json.dumps(result))
     return 0
 

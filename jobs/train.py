@@ -26,12 +26,9 @@ import sys
 from dataclasses import asdict
 from typing import Any
 
-from seqrec.train.trainer import (
-    TrainJobConfig,
-    log_and_promote,
-    log_and_register,
-    run_distributed,
-)
+from seqrec.train.champion import log_and_promote, log_and_register
+from seqrec.train.job import TrainJobConfig
+from seqrec.train.launch import run_distributed
 
 
 def strict_json(value: Any) -> Any:

@@ -93,7 +93,7 @@ def built_synthetic_and_train_config(spark, root: Path, run_date: str, events: i
     nightly build and the notebooks never read them, and embedding is the slow part), and the
     configuration of a small one-epoch SASRec on them. Returns ``(data_dir, config)``."""
     from seqrec.prep import build
-    from seqrec.train import trainer
+    from seqrec.train.job import TrainJobConfig
 
     data_dir = root / "data"
     build.run_build(
@@ -106,7 +106,7 @@ def built_synthetic_and_train_config(spark, root: Path, run_date: str, events: i
             item_vectors=False,
         ),
     )
-    config = trainer.TrainJobConfig(
+    config = TrainJobConfig(
         data=str(data_dir),
         run_date=run_date,
         hidden_size=16,

@@ -55,12 +55,12 @@ def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     from seqrec.io import tables
     from seqrec.serve import scoring
     from seqrec.spark import ship_folder
-    from seqrec.train import trainer
+    from seqrec.train.launch import run_distributed
     from tests.helpers import built_synthetic_and_train_config
 
     root = tmp_path_factory.mktemp("notebooks")
     data_dir, config = built_synthetic_and_train_config(spark, root, RUN_DATE, EVENTS)
-    model_dir = Path(trainer.run_distributed(config)["checkpoint"])
+    model_dir = Path(run_distributed(config)["checkpoint"])
     users = tables.read_parquet(spark, str(data_dir / "sequences"))
     scores = scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K)
     table = root / "recommendations"

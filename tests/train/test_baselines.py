@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from seqrec.train.baselines import ItemKNN, MarkovChain, MostPopular
-from seqrec.train.training import EvalBatches, evaluate
+from seqrec.train.batches import EvalBatches
+from seqrec.train.loop import evaluate
 
 # Items 1..5; item 5 never occurs.
 CORPUS = [[1, 2, 3], [1, 2, 4], [2, 3]]

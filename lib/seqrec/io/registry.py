@@ -8,6 +8,9 @@ talks to a shared tracking server on a cluster.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,14 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 
 CHAMPION = "champion"
+# Tags on a registered version: what the training job registered it for, and how it compared
+# with the champion (the figures' tags are named after the metric: validation_tag, ...).
+RUN_DATE_TAG = "run_date"  # the run date the training job registered it for
+MODEL_TAG = "model"  # the model architecture
+PROTOCOL_TAG = "protocol"  # the evaluation protocol of its figures
+EVALUATED_AGAINST_TAG = "evaluated_against_champion"  # the champion version it was compared to
+PROMOTED_TAG = "promoted"  # "true" / "false": whether it took the champion alias
+NO_CHAMPION = "none"  # a tag's value where there was no champion (or no champion figure)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -92,6 +103,37 @@ def champion_uri(name: str) -> str:
     return f"models:/{name}@{CHAMPION}"
 
 
+def version_uri(name: str, version: str) -> str:
+    return f"models:/{name}/{version}"
+
+
+def validation_tag(metric: str) -> str:
+    """The tag holding a version's own validation figure for ``metric``."""
+    return f"validation_{metric}"
+
+
+def champion_validation_tag(metric: str) -> str:
+    """The tag holding the champion's figure for ``metric`` on the same validation data."""
+    return f"champion_validation_{metric}"
+
+
+def _tag_figures(
+    client: MlflowClient,
+    name: str,
+    version: str,
+    metric: str,
+    value: float,
+    champion_value: float | None,
+) -> None:
+    client.set_model_version_tag(name, version, validation_tag(metric), f"{value:.6f}")
+    client.set_model_version_tag(
+        name,
+        version,
+        champion_validation_tag(metric),
+        NO_CHAMPION if champion_value is None else f"{champion_value:.6f}",
+    )
+
+
 def promote_if_better(
     name: str,
     version: str,
@@ -106,17 +148,95 @@ def promote_if_better(
     """
     client = MlflowClient()
     promoted = champion_value is None or value > champion_value
-    client.set_model_version_tag(name, version, f"validation_{metric}", f"{value:.6f}")
-    client.set_model_version_tag(
-        name,
-        version,
-        f"champion_validation_{metric}",
-        "none" if champion_value is None else f"{champion_value:.6f}",
-    )
-    client.set_model_version_tag(name, version, "promoted", str(promoted).lower())
+    _tag_figures(client, name, version, metric, value, champion_value)
+    client.set_model_version_tag(name, version, PROMOTED_TAG, str(promoted).lower())
     if promoted:
         client.set_registered_model_alias(name, CHAMPION, version)
     return promoted
+
+
+@contextmanager
+def start_run(run_name: str | None = None, run_id: str | None = None) -> Iterator[str]:
+    """A new tracking run named ``run_name``, or the finished run ``run_id`` reopened to add to
+    it; yields the run id. The ``log_*`` functions below log into it."""
+    with mlflow.start_run(run_name=run_name, run_id=run_id) as run:
+        yield str(run.info.run_id)
+
+
+def log_params(params: Mapping[str, Any], prefix: str = "") -> None:
+    """Parameters of the active run, as text, each name after ``prefix``."""
+    mlflow.log_params({prefix + k: str(v) for k, v in params.items()})
+
+
+def metric_name(name: str) -> str:
+    """MLflow metric names may not hold '@': ndcg@10 -> ndcg_at_10."""
+    return name.replace("@", "_at_")
+
+
+def log_metrics(metrics: Mapping[str, float], prefix: str = "", step: int | None = None) -> None:
+    """Metrics of the active run (at ``step``, e.g. an epoch), named by :func:`metric_name`
+    after ``prefix``."""
+    mlflow.log_metrics({prefix + metric_name(k): float(v) for k, v in metrics.items()}, step=step)
+
+
+def log_dict(value: Mapping[str, Any], artifact_file: str) -> None:
+    """A JSON artifact of the active run."""
+    mlflow.log_dict(dict(value), artifact_file)
+
+
+def version_tag(name: str, version: str, tag: str) -> str | None:
+    """One tag of a registered version, or None when the version does not have it."""
+    value = MlflowClient().get_model_version(name, version).tags.get(tag)
+    return None if value is None else str(value)
+
+
+def versions_for_run_date(name: str, run_date: str) -> list[str]:
+    """The versions of ``name`` registered with the run-date tag ``run_date``."""
+    return [
+        str(v.version)
+        for v in MlflowClient().search_model_versions(f"name = '{name}'")
+        if v.tags.get(RUN_DATE_TAG) == run_date
+    ]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A version's figure and the champion's on the same validation data, as recorded."""
+
+    value: float
+    champion_value: float | None  # None: there was no champion to compare with
+    against: str  # the champion version compared with, or NO_CHAMPION
+
+
+def record_comparison(
+    name: str,
+    version: str,
+    metric: str,
+    value: float,
+    champion_value: float | None,
+    against: str | None,
+) -> None:
+    """Record as tags on ``version`` its figure, the champion's on the same validation data
+    and which champion version that was (None: there was none); read by
+    :func:`recorded_comparison`. No alias moves."""
+    client = MlflowClient()
+    _tag_figures(client, name, version, metric, value, champion_value)
+    client.set_model_version_tag(
+        name, version, EVALUATED_AGAINST_TAG, NO_CHAMPION if against is None else against
+    )
+
+
+def recorded_comparison(name: str, version: str, metric: str) -> Comparison | None:
+    """What :func:`record_comparison` recorded on ``version``, or None if it never ran."""
+    tags = MlflowClient().get_model_version(name, version).tags
+    if EVALUATED_AGAINST_TAG not in tags or validation_tag(metric) not in tags:
+        return None
+    champion_text = tags.get(champion_validation_tag(metric), NO_CHAMPION)
+    return Comparison(
+        value=float(tags[validation_tag(metric)]),
+        champion_value=None if champion_text == NO_CHAMPION else float(champion_text),
+        against=tags[EVALUATED_AGAINST_TAG],
+    )
 
 
 def download_model(model_uri: str, dst: str | Path | None = None) -> Path:
@@ -131,3 +251,26 @@ def download_model(model_uri: str, dst: str | Path | None = None) -> Path:
     if not candidates:
         raise FileNotFoundError(f"{model_uri}: no seqrec model folder inside {local}")
     return candidates[0]
+
+
+INTEREST_CLASSIFIER_ARTIFACTS = "interest_classifier"  # a run's copy of the classifier folder
+
+
+def log_interest_classifier(
+    model_dir: str | Path,
+    params: Mapping[str, Any],
+    metrics: Mapping[str, float],
+    report: Mapping[str, Any],
+    experiment: str,
+    run_name: str | None = None,
+) -> str:
+    """One run of ``experiment`` for a trained :mod:`seqrec.interests` classifier: ``params``
+    (as text), ``metrics``, its training report as ``report.json`` and the classifier folder
+    ``model_dir`` under :data:`INTEREST_CLASSIFIER_ARTIFACTS`; returns the run id."""
+    configure(experiment)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params({k: str(v) for k, v in params.items()})
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        mlflow.log_dict(dict(report), "report.json")
+        mlflow.log_artifacts(str(model_dir), INTEREST_CLASSIFIER_ARTIFACTS)
+    return str(run.info.run_id)

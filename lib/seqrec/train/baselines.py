@@ -25,7 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from seqrec.models.layers import ITEM_IDX, Batch, gather_last
+from seqrec.models.batch import ITEM_IDX, Batch
+from seqrec.models.masks import gather_last
 
 
 def _item_counts(sequences: Sequence[Sequence[int]], n_items: int) -> np.ndarray:

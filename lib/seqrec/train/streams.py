@@ -21,6 +21,9 @@ the previous event, 0 at the first). Training rows hold up to ``max_len + 1`` ev
 user's training prefix, unshifted: the model's masking strategy turns them into (input, target)
 pairs (next item at every position, or masked items). Evaluation rows hold the newest
 ``max_len`` events of the history, plus ``target`` (one item per row) and ``seen``.
+
+:class:`TrainEpochs` and :class:`EvalSplit` hand these batches to the training loop
+(:mod:`seqrec.train.loop`) as torch tensors.
 """
 
 from __future__ import annotations
@@ -28,13 +31,17 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 
 from seqrec import schemas
+from seqrec.models.batch import TIME_GAP, Batch
+from seqrec.train.batches import SEEN, TARGET, TARGET_CATEGORY, TARGET_EVENT_TYPE
 
 PROTOCOLS = ("loo", "time")
 CHANNELS = (schemas.SEQ_ITEMS, schemas.SEQ_EVENT_TYPES, schemas.SEQ_CATEGORIES)
@@ -158,7 +165,7 @@ class TrainStream:
                     continue
                 window = slice(max(train_len - 1 - self.max_len, 0), train_len)
                 example = {name: arrays[name][i][window] for name in CHANNELS}
-                example["time_gap"] = _gaps(arrays[schemas.SEQ_TIMES][i])[window]
+                example[TIME_GAP] = _gaps(arrays[schemas.SEQ_TIMES][i])[window]
                 yield example
 
     def epoch(self, epoch: int) -> Iterator[dict[str, np.ndarray]]:
@@ -222,13 +229,13 @@ def eval_batches(
             if pos < 1:
                 continue
             example = {name: arrays[name][i][max(pos - max_len, 0) : pos] for name in CHANNELS}
-            example["time_gap"] = _gaps(arrays[schemas.SEQ_TIMES][i][: pos + 1])[
+            example[TIME_GAP] = _gaps(arrays[schemas.SEQ_TIMES][i][: pos + 1])[
                 max(pos - max_len, 0) : pos
             ]
-            example["target"] = arrays[schemas.SEQ_ITEMS][i][pos : pos + 1]
-            example["target_category"] = arrays[schemas.SEQ_CATEGORIES][i][pos : pos + 1]
-            example["target_event_type"] = arrays[schemas.SEQ_EVENT_TYPES][i][pos : pos + 1]
-            example["seen"] = arrays[schemas.SEQ_ITEMS][i][:pos]
+            example[TARGET] = arrays[schemas.SEQ_ITEMS][i][pos : pos + 1]
+            example[TARGET_CATEGORY] = arrays[schemas.SEQ_CATEGORIES][i][pos : pos + 1]
+            example[TARGET_EVENT_TYPE] = arrays[schemas.SEQ_EVENT_TYPES][i][pos : pos + 1]
+            example[SEEN] = arrays[schemas.SEQ_ITEMS][i][:pos]
             pending.append(example)
             if len(pending) == batch_size:
                 yield _collate_eval(pending, max_len)
@@ -238,9 +245,50 @@ def eval_batches(
 
 
 def _collate_eval(examples: list[dict[str, np.ndarray]], max_len: int) -> dict[str, np.ndarray]:
-    out = {key: _left_pad([e[key] for e in examples], max_len) for key in (*CHANNELS, "time_gap")}
-    for key in ("target", "target_category", "target_event_type"):
+    out = {key: _left_pad([e[key] for e in examples], max_len) for key in (*CHANNELS, TIME_GAP)}
+    for key in (TARGET, TARGET_CATEGORY, TARGET_EVENT_TYPE):
         out[key] = np.concatenate([e[key] for e in examples])
-    longest = max(len(e["seen"]) for e in examples)
-    out["seen"] = _left_pad([e["seen"] for e in examples], max(longest, 1))
+    longest = max(len(e[SEEN]) for e in examples)
+    out[SEEN] = _left_pad([e[SEEN] for e in examples], max(longest, 1))
     return out
+
+
+EVAL_BATCH_SIZE = 512  # users per evaluation batch of the training job
+
+
+def _tensors(stream: Iterator[dict[str, np.ndarray]]) -> Iterator[Batch]:
+    for batch in stream:
+        yield {k: torch.from_numpy(v) for k, v in batch.items()}
+
+
+class TrainEpochs:
+    """Re-iterable training data for the loop: each ``iter`` is the next epoch of ``stream``."""
+
+    def __init__(self, stream: TrainStream) -> None:
+        self.stream = stream
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.epoch += 1
+        return _tensors(self.stream.epoch(self.epoch))
+
+    def __len__(self) -> int:
+        return self.stream.steps_per_epoch
+
+
+class EvalSplit:
+    """Re-iterable evaluation data for the loop: the :func:`eval_batches` of ``split``, read
+    again at every pass, and only the first ``limit`` users' worth of batches (at least one)
+    when ``limit`` is set."""
+
+    def __init__(
+        self, path: str, split: str, protocol: str, max_len: int, limit: int | None = None
+    ) -> None:
+        self.args = (path, split, protocol, max_len)
+        self.limit = limit
+
+    def __iter__(self) -> Iterator[Batch]:
+        batches = eval_batches(*self.args, batch_size=EVAL_BATCH_SIZE)
+        if self.limit is not None:
+            batches = islice(batches, max(1, self.limit // EVAL_BATCH_SIZE))
+        return _tensors(batches)

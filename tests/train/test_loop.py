@@ -1,4 +1,4 @@
-"""The training loop, batching and evaluation helpers on a tiny deterministic corpus."""
+"""The training loop and full-ranking evaluation on a tiny deterministic corpus."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ import torch
 from torch import nn
 
 from seqrec.models import SequentialRecommender, build_model
-from seqrec.models.layers import CATEGORY_IDX, EVENT_TYPE_IDX, ITEM_IDX
-from seqrec.train.training import (
-    EvalBatches,
-    TrainBatches,
-    TrainConfig,
-    TrainResult,
-    choose_device,
-    evaluate,
-    pad_left,
-    train,
-)
+from seqrec.models.batch import CATEGORY_IDX, EVENT_TYPE_IDX, ITEM_IDX
+from seqrec.train.batches import EvalBatches, TrainBatches, pad_left
+from seqrec.train.loop import TrainConfig, TrainResult, choose_device, evaluate, train
 
 torch.set_num_threads(1)
 
@@ -44,28 +36,6 @@ def fit(name: str, **config: object) -> TrainResult:
     settings.update(config)
     batches = TrainBatches(train_seqs, batch_size=16, width=7, seed=0)
     return train(tiny(name), batches, valid, TrainConfig(**settings))  # type: ignore[arg-type]
-
-
-def test_pad_left_keeps_the_newest_events() -> None:
-    assert pad_left([[1, 2, 3], [4]]).tolist() == [[1, 2, 3], [0, 0, 4]]
-    assert pad_left([[1, 2, 3], [4]], length=2).tolist() == [[2, 3], [0, 4]]
-
-
-def test_train_batches_cover_every_sequence_once_and_reshuffle() -> None:
-    sequences = [[i, i + 1] for i in range(1, 11)]
-    batches = TrainBatches(sequences, batch_size=4, width=5, seed=1)
-    first = [row for b in batches for row in b["item_idx"].tolist()]
-    second = [row for b in batches for row in b["item_idx"].tolist()]
-    assert sorted(first) == sorted(second) == sorted(pad_left(sequences).tolist())
-    assert first != second
-    assert len(batches) == 3
-
-
-def test_eval_batches_truncate_the_input_but_not_the_seen_items() -> None:
-    batch = next(iter(EvalBatches([[1, 2, 3, 4]], [5], batch_size=8, max_len=2)))
-    assert batch["item_idx"].tolist() == [[3, 4]]
-    assert batch["seen"].tolist() == [[1, 2, 3, 4]]
-    assert batch["target"].tolist() == [5]
 
 
 @pytest.mark.parametrize("name", ["sasrec", "gru4rec"])

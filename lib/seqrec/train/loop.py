@@ -1,15 +1,10 @@
-"""A plain training loop and full-ranking evaluation for the sequence models.
+"""The training loop and full-ranking evaluation of the sequence models.
 
 No Spark or MLflow here: a distributed job calls :func:`train` inside each worker, passes its
-``rank`` and a ``wrap`` that puts the loss module under ``DistributedDataParallel``, and gives
-each worker its shard of the data. Data are iterables of batch dicts (left-padded, see
-:mod:`seqrec.models.layers`); :class:`TrainBatches` and :class:`EvalBatches` build them from
-plain Python lists.
-
-Training batches hold whole (training) sequences, ``item_idx`` ``[B, max_len + 1]``; the
-model's masking strategy turns each into inputs and per-position targets. Evaluation batches
-hold ``item_idx`` ``[B, <= max_len]`` (the newest events of the history, the model input),
-``seen`` ``[B, S]`` (the whole history, masked from the ranking) and ``target`` ``[B]``.
+``rank`` and a ``wrap`` that puts the loss module (:mod:`seqrec.train.objective`) under
+``DistributedDataParallel``, and gives each worker its shard of the data. Data are iterables
+of batch dicts (:mod:`seqrec.train.batches` builds them in memory, :mod:`seqrec.train.streams`
+from the Parquet sequences).
 """
 
 from __future__ import annotations
@@ -18,7 +13,7 @@ import math
 import random
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -28,20 +23,12 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from seqrec.memory import keep_freed_memory
-from seqrec.models.layers import ITEM_IDX, SEQUENCE_KEYS, Batch, SequentialRecommender
-from seqrec.train.losses import (
-    NegativeSampler,
-    bce_loss,
-    full_softmax_loss,
-    sample_negatives_excluding,
-    sampled_softmax_loss,
-)
+from seqrec.models.base import SequentialRecommender
+from seqrec.models.batch import ITEM_IDX, SEQUENCE_KEYS, Batch
+from seqrec.train.batches import SEEN, TARGET, TARGET_CATEGORY, TARGET_EVENT_TYPE
+from seqrec.train.losses import NegativeSampler
 from seqrec.train.metrics import DEFAULT_KS, CategoryMetrics, IntentMetrics, RankingMetrics
-
-SEEN = "seen"
-TARGET = "target"
-TARGET_CATEGORY = "target_category"  # [B] long, optional: category of the target (0 = unknown)
-TARGET_EVENT_TYPE = "target_event_type"  # [B] long, optional: event type of the target event
+from seqrec.train.objective import TrainingObjective
 
 Scorer = Callable[[Batch], Tensor]  # batch -> scores [B, n_items + 1]
 
@@ -80,170 +67,6 @@ class TrainResult:
     seconds: float  # wall-clock time, validation included
     cpu_seconds: float  # CPU time of this process (all threads): robust to a busy machine
     config: dict[str, Any] = field(default_factory=dict)
-
-
-# --- data --------------------------------------------------------------------------------------
-
-
-def pad_left(sequences: Sequence[Sequence[int | float]], length: int | None = None) -> Tensor:
-    """Left-pad (and keep the newest ``length``) into ``[B, T]`` long; T = longest if None."""
-    width = max((len(s) for s in sequences), default=0)
-    width = max(1, width if length is None else min(width, length))
-    out = np.zeros((len(sequences), width), dtype=np.int64)
-    for row, seq in enumerate(sequences):
-        tail = list(seq)[-width:]
-        if tail:
-            out[row, width - len(tail) :] = tail
-    return torch.from_numpy(out)
-
-
-class TrainBatches:
-    """Re-iterable training batches over whole sequences, reshuffled every pass.
-
-    Sequences are grouped by similar length (shuffle, sort chunks of 50 batches by length,
-    shuffle the batches), which cuts padding several-fold on short-sequence data. Each row keeps
-    its newest ``width`` events (``max_len + 1`` for causal models). ``side`` holds optional
-    event-level channels (``event_type_idx``, ``category_idx``, ``time_gap``) aligned with
-    ``sequences``.
-    """
-
-    def __init__(
-        self,
-        sequences: Sequence[Sequence[int]],
-        batch_size: int,
-        width: int,
-        seed: int = 0,
-        side: dict[str, Sequence[Sequence[int | float]]] | None = None,
-    ) -> None:
-        self.sequences = sequences
-        self.batch_size = batch_size
-        self.width = width
-        self.side = side or {}
-        self.seed = seed
-        self.epoch = 0
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.sequences) / self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        rng = np.random.default_rng((self.seed, self.epoch))
-        self.epoch += 1
-        order = rng.permutation(len(self.sequences))
-        lengths = np.array([min(len(s), self.width) for s in self.sequences])
-        chunk = self.batch_size * 50
-        batches = []
-        for start in range(0, order.size, chunk):
-            part = order[start : start + chunk]
-            part = part[np.argsort(lengths[part], kind="stable")]
-            batches += [part[i : i + self.batch_size] for i in range(0, part.size, self.batch_size)]
-        for b in rng.permutation(len(batches)):
-            rows = batches[b]
-            batch = {ITEM_IDX: pad_left([self.sequences[r] for r in rows], self.width)}
-            for key, values in self.side.items():
-                padded = pad_left([values[r] for r in rows], self.width)
-                batch[key] = padded.float() if key == "time_gap" else padded
-            yield batch
-
-
-class EvalBatches:
-    """Evaluation batches, shortest histories first: newest ``max_len`` history events
-    (``item_idx``), the full history (``seen``) and the ``target``."""
-
-    def __init__(
-        self,
-        histories: Sequence[Sequence[int]],
-        targets: Sequence[int],
-        batch_size: int,
-        max_len: int,
-    ) -> None:
-        self.histories = histories
-        self.targets = targets
-        self.batch_size = batch_size
-        self.max_len = max_len
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.histories) / self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
-        # Batches of similar length waste less compute on padding; metrics are order-free.
-        order = sorted(range(len(self.histories)), key=lambda r: len(self.histories[r]))
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start : start + self.batch_size]
-            histories = [self.histories[r] for r in rows]
-            yield {
-                ITEM_IDX: pad_left(histories, self.max_len),
-                SEEN: pad_left(histories),
-                TARGET: torch.tensor([self.targets[r] for r in rows]),
-            }
-
-
-# --- loss --------------------------------------------------------------------------------------
-
-
-class TrainingObjective(nn.Module):
-    """The whole training loss as one ``forward``, so DDP can wrap it."""
-
-    def __init__(
-        self,
-        model: SequentialRecommender,
-        config: TrainConfig,
-        sampler: NegativeSampler | None = None,
-        excluded_items: Tensor | None = None,
-    ) -> None:
-        super().__init__()
-        if excluded_items is not None and config.loss != "ce":
-            raise ValueError("excluded_items is supported with the full softmax ('ce') only")
-        self.excluded_items = excluded_items
-        if config.loss not in ("ce", "sampled", "bce"):
-            raise ValueError(f"unknown loss {config.loss!r}")
-        if config.loss == "sampled" and sampler is None:
-            raise ValueError("the sampled softmax needs a NegativeSampler")
-        self.model = model
-        self.config = config
-        self.sampler = sampler
-
-    def forward(self, batch: Batch, generator: torch.Generator | None = None) -> Tensor:
-        model, config = self.model, self.config
-        pair = model.masking.training_pair(batch, generator)
-        hidden = model(pair.inputs)  # [B, T, H]
-        where = pair.targets > 0  # [B, T]
-        h, targets = hidden[where], pair.targets[where]  # [N, H], [N]
-        if config.loss == "ce":
-            loss = full_softmax_loss(
-                h, targets, model.item_table(), config.label_smoothing, self.excluded_items
-            )
-        elif config.loss == "sampled":
-            assert self.sampler is not None
-            negatives = self.sampler.sample(config.n_negatives, generator)
-            loss = sampled_softmax_loss(
-                h, targets, model.item_table(), negatives, self.sampler.log_q
-            )
-        else:
-            b, t = pair.targets.shape
-            negatives = sample_negatives_excluding(
-                batch[ITEM_IDX], (b, t), model.config.n_items, generator
-            )[where]
-            loss = bce_loss(h, targets, negatives, model.item_table())
-        if config.category_loss_weight and pair.category_targets is not None:
-            cat_where = pair.category_targets > 0
-            logits = model.next_category(hidden[cat_where])
-            cat_loss = nn.functional.cross_entropy(logits.float(), pair.category_targets[cat_where])
-            loss = loss + config.category_loss_weight * cat_loss
-        if (
-            config.intent_loss_weight
-            and config.purchase_event_type
-            and pair.event_type_targets is not None
-        ):
-            # Labels come from the target events only, so they never leak past the training
-            # window: a position's label is whether the event it predicts is a purchase.
-            labels = (pair.event_type_targets[where] == config.purchase_event_type).float()
-            logit = model.purchase_intent(h)  # [N]
-            intent_loss = nn.functional.binary_cross_entropy_with_logits(logit.float(), labels)
-            loss = loss + config.intent_loss_weight * intent_loss
-        return loss
-
-
-# --- loop --------------------------------------------------------------------------------------
 
 
 def choose_device(requested: str | None = None) -> torch.device:
@@ -376,9 +199,6 @@ def train(
         cpu_seconds=time.process_time() - cpu_started,
         config=asdict(config),
     )
-
-
-# --- evaluation --------------------------------------------------------------------------------
 
 
 def model_scorer(model: SequentialRecommender) -> Scorer:

@@ -1,0 +1,171 @@
+"""The training job's configuration, and what the job reads from a build folder besides the
+sequences: the vocabularies (the model's sizes, the purchase event type, the ids a saved model
+carries) and the item text vectors.
+
+Item text vectors (``<data>/item_vectors``, written by the build when the items have text, or
+any ``item_id -> vector`` Parquet from ``jobs/embed_items.py``) enter the model as a frozen
+buffer of its feature fusion, ordered by the item vocabulary; the saved weights carry them,
+so serving and scoring need nothing else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from seqrec import config, schemas
+from seqrec.io import layout
+from seqrec.models import MODELS
+from seqrec.prep.vocab import key_id
+from seqrec.text import embedding
+from seqrec.train.objective import LOSSES
+from seqrec.train.streams import PROTOCOLS
+
+DESCRIPTION = (
+    "Train a sequence model on the output of build_sequences.py, evaluate it with full ranking, "
+    "log it to MLflow, register it and promote it to 'champion' only if it beats the current "
+    "champion on the same validation streams. With --no-promote it only registers the version: "
+    "jobs/evaluate.py and jobs/promote.py then compare and promote it."
+)
+AUTO, OFF = "auto", "off"  # --item-vectors: the build's own vectors if present, or none
+
+
+@dataclass(frozen=True)
+class TrainJobConfig:
+    data: str = config.option(help="build_sequences output folder")
+    run_date: str = config.option(
+        help="YYYY-MM-DD", convert=config.run_date
+    )  # recorded with the model
+    model: str = config.option("sasrec", help="sequence model", choices=sorted(MODELS))
+    protocol: str = config.option(
+        "time", help="'time' (global cut-off, production) or 'loo' (papers)", choices=PROTOCOLS
+    )
+    max_len: int = config.option(50, help="newest events the model reads")
+    hidden_size: int = config.option(64, help="model width")
+    dropout: float = config.option(0.2, help="dropout in the model")
+    epochs: int = config.option(30, help="upper bound; early stopping usually ends sooner")
+    patience: int = config.option(
+        5, help="epochs without a better validation NDCG@10 before stopping"
+    )
+    batch_size: int = config.option(256, help="sequences per batch and rank")
+    lr: float = config.option(1e-3, help="AdamW peak learning rate")
+    warmup_steps: int = config.option(100, help="linear warm-up steps")
+    loss: str = config.option(
+        "ce",
+        help="'ce' full softmax, 'sampled' logQ sampled softmax, 'bce' one negative",
+        choices=LOSSES,
+    )
+    side_features: bool = config.option(
+        True, help="feed event type, category and time gap through the fusion"
+    )
+    category_loss_weight: float = config.option(
+        0.2, help="next-category head's loss weight (with side features)"
+    )
+    intent_loss_weight: float = config.option(
+        0.2, help="purchase-intent head's loss weight (needs purchases)"
+    )
+    num_processes: int = config.option(2, help="DDP workers (TorchDistributor processes)")
+    distributed: bool = config.option(
+        True, help="--no-distributed: train in this process, no Spark"
+    )
+    local_mode: bool = config.option(
+        True, help="TorchDistributor local mode (--no-local-mode: on the cluster's executors)"
+    )
+    use_gpu: bool = config.option(
+        False, help="train on GPUs (nccl); set by --use-gpu or when CUDA is visible"
+    )
+    max_valid_users: int = config.option(20_000, help="validation users evaluated after each epoch")
+    experiment: str = config.option("seqrec", help="MLflow experiment")
+    registered_model: str = config.option("seqrec-recommender", help="MLflow registered model name")
+    checkpoint_dir: str = config.option(
+        "output/checkpoints", help="best weights of each run land here"
+    )
+    item_vectors: str = config.option(
+        AUTO,
+        help="item text vectors: 'auto' (DATA/item_vectors when the build wrote it), "
+        "'off', or an item_id -> vector Parquet path",
+    )
+    seed: int = config.option(42, help="seeds torch, numpy and the data shuffling")
+    promote: bool = config.option(
+        True, help="--no-promote: register only; jobs/evaluate.py and jobs/promote.py follow"
+    )
+
+    @classmethod
+    def from_args(cls, argv: Sequence[str] | None = None) -> TrainJobConfig:
+        parsed = config.parse(cls, argv, prog="train.py", description=DESCRIPTION)
+        if not parsed.use_gpu and torch.cuda.is_available():
+            parsed = dataclasses.replace(parsed, use_gpu=True)
+        return parsed
+
+
+def read_vocab(data_dir: str, name: str) -> pa.Table:
+    """One vocabulary of the build folder ``data_dir``: ``name`` is one of ``layout.VOCABS``."""
+    return pq.read_table(layout.vocab(data_dir, name))
+
+
+def read_vocabs(data_dir: str) -> dict[str, pa.Table]:
+    """Every vocabulary of the build folder, by name: what a saved model carries."""
+    return {name: read_vocab(data_dir, name) for name in layout.VOCABS}
+
+
+def max_idx(data_dir: str, name: str) -> int:
+    table = read_vocab(data_dir, name)
+    return int(np.max(table.column(schemas.VOCAB_IDX).to_numpy())) if len(table) else 0
+
+
+def item_vectors_path(config: TrainJobConfig) -> str | None:
+    """Where this run's item text vectors are, or None when it uses none."""
+    if config.item_vectors == OFF:
+        return None
+    if config.item_vectors == AUTO:
+        path = layout.item_vectors(config.data)
+        return path if os.path.exists(path) else None
+    if not os.path.exists(config.item_vectors):
+        raise FileNotFoundError(f"--item-vectors {config.item_vectors!r} does not exist")
+    return config.item_vectors
+
+
+def load_item_vectors(config: TrainJobConfig) -> np.ndarray | None:
+    """``[n_items + 1, dim]`` float32 by item index (zero rows for padding, the unknown item
+    and items without text), or None when the run uses no item vectors."""
+    path = item_vectors_path(config)
+    if path is None:
+        return None
+    table = pq.read_table(path, columns=[schemas.ITEM_ID, embedding.VECTOR])
+    return embedding.vector_matrix(
+        table,
+        read_vocab(config.data, layout.ITEM_VOCAB),
+        max_idx(config.data, layout.ITEM_VOCAB),
+    )
+
+
+def model_fields(config: TrainJobConfig, item_vector_dim: int = 0) -> dict[str, Any]:
+    """The model config from the job config and the vocabularies' sizes."""
+    fields: dict[str, Any] = {
+        "n_items": max_idx(config.data, layout.ITEM_VOCAB),
+        "hidden_size": config.hidden_size,
+        "max_len": config.max_len,
+        "dropout": config.dropout,
+    }
+    if config.side_features:
+        fields.update(
+            n_event_types=max_idx(config.data, layout.EVENT_TYPE_VOCAB),
+            n_categories=max_idx(config.data, layout.CATEGORY_VOCAB),
+            n_time_buckets=32,
+        )
+    if item_vector_dim:
+        fields["item_vector_dim"] = item_vector_dim
+    return fields
+
+
+def purchase_event_type(data_dir: str) -> int:
+    """The event-type id of purchases in this data's vocabulary; 0 when there are none."""
+    return key_id(read_vocab(data_dir, layout.EVENT_TYPE_VOCAB), schemas.PURCHASE)
