@@ -39,8 +39,9 @@ from typing import Any
 
 import torch
 
-from seqrec import interests
-from seqrec.interests import InterestConfig
+from seqrec.interests.config import FINETUNE, InterestConfig
+from seqrec.interests.datasets import item_texts, load_items
+from seqrec.interests.fit import train_classifier
 from seqrec.text.embedding import TextEncoder
 
 DEPTHS = {"beauty": (2, 0), "scientific": (1, 2)}
@@ -82,15 +83,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows, encode_s = [], {}
     for dataset in args.datasets:
-        items = interests.load_items(dataset, args.data_root)
+        items = load_items(dataset, args.data_root)
         t0 = time.perf_counter()
-        vectors = TextEncoder(max_length=args.max_length).encode(interests.item_texts(items))
+        vectors = TextEncoder(max_length=args.max_length).encode(item_texts(items))
         encode_s[dataset] = round(time.perf_counter() - t0, 1)
         print(f"[bench] {dataset}: {len(items)} items encoded in {encode_s[dataset]} s", flush=True)
         for depth in DEPTHS[dataset]:
             base = InterestConfig(depth=depth, min_count=args.min_count, max_length=args.max_length)
             t0 = time.perf_counter()
-            _, report = interests.train_classifier(items, base, embeddings=vectors)
+            _, report = train_classifier(items, base, embeddings=vectors)
             seconds = time.perf_counter() - t0
             rows += [_row(dataset, depth, "majority", report, 0.0)]
             rows += [_row(dataset, depth, "linear", report, seconds)]
@@ -98,11 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             if f"{dataset}:{depth}" in args.finetune:
                 capped = replace(base, max_train_items=args.finetune_train_items)
                 t0 = time.perf_counter()
-                _, report = interests.train_classifier(items, capped, embeddings=vectors)
+                _, report = train_classifier(items, capped, embeddings=vectors)
                 seconds = time.perf_counter() - t0
                 rows.append(_row(dataset, depth, "linear-cap", report, seconds))
                 tuned = InterestConfig(
-                    mode=interests.FINETUNE,
+                    mode=FINETUNE,
                     depth=depth,
                     min_count=args.min_count,
                     max_length=args.finetune_max_length,
@@ -110,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
                     max_train_items=args.finetune_train_items,
                 )
                 t0 = time.perf_counter()
-                _, report = interests.train_classifier(items, tuned, progress=True)
+                _, report = train_classifier(items, tuned, progress=True)
                 rows.append(_row(dataset, depth, "finetune", report, time.perf_counter() - t0))
                 print(f"[bench] {rows[-1]}  history={report['history']}", flush=True)
     header = f"{'dataset':<11} {'depth':>5} {'classes':>7} {'method':<10} {'train':>6} {'test':>5}"

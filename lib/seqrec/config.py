@@ -4,8 +4,10 @@ A job config is a frozen dataclass whose fields are declared with :func:`option`
 (none for a required argument), the help text, and optionally choices or a converter.
 :func:`parse` builds the ``argparse`` parser from those fields (``run_date`` becomes
 ``--run-date``, a ``bool`` becomes ``--flag/--no-flag``, an ``X | None`` field is optional),
-parses ``argv`` and returns the config. A config may define ``check(self) -> str | None``: a
-message from it is a usage error (exit code 2, printed with the usage) before any work starts.
+parses ``argv`` and returns the config. A field holding another such config (a library's
+settings inside a job's config) contributes that config's options, flat, in its place. A
+config may define ``check(self) -> str | None``: a message from it is a usage error (exit code
+2, printed with the usage) before any work starts.
 """
 
 from __future__ import annotations
@@ -64,13 +66,31 @@ def parser_for(cls: type, prog: str, description: str) -> argparse.ArgumentParse
         description=description,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
+    _add_options(parser, cls, None)
+    return parser
+
+
+def _is_config(kind: Any) -> bool:
+    """Whether a field's type is a config dataclass of its own, whose options it holds."""
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
+
+
+def _add_options(parser: argparse.ArgumentParser, cls: type, defaults: Any) -> None:
+    """The options of ``cls``'s fields. A field holding a config dataclass of its own (a plain
+    field whose default is an instance of it) adds that config's options in its place, with
+    the values of that instance as their defaults: a job's options and a library's config
+    side by side on one command line."""
     hints = typing.get_type_hints(cls)
     for field in dataclasses.fields(cls):
+        kind, _ = _value_type(hints[field.name])
+        default = field.default if defaults is None else getattr(defaults, field.name)
+        if _is_config(kind):
+            _add_options(parser, kind, None if default is dataclasses.MISSING else default)
+            continue
         if _HELP not in field.metadata:
             raise TypeError(f"{cls.__name__}.{field.name} is not declared with config.option")
-        kind, _ = _value_type(hints[field.name])
         flag = "--" + field.name.replace("_", "-")
-        required = field.default is dataclasses.MISSING
+        required = default is dataclasses.MISSING
         kwargs: dict[str, Any] = {_HELP: field.metadata[_HELP], "dest": field.name}
         if kind is bool:
             kwargs["action"] = argparse.BooleanOptionalAction
@@ -83,15 +103,24 @@ def parser_for(cls: type, prog: str, description: str) -> argparse.ArgumentParse
         if required:
             kwargs["required"] = True
         else:
-            kwargs["default"] = field.default
+            kwargs["default"] = default
         parser.add_argument(flag, **kwargs)
-    return parser
+
+
+def _build(cls: Any, values: dict[str, Any]) -> Any:
+    """``cls`` from the parsed ``values``, each nested config built from its own options."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for field in dataclasses.fields(cls):
+        kind, _ = _value_type(hints[field.name])
+        fields[field.name] = _build(kind, values) if _is_config(kind) else values[field.name]
+    return cls(**fields)
 
 
 def parse(cls: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
     """Parse ``argv`` into the config ``cls``; a failed ``check`` is a usage error."""
     parser = parser_for(cls, prog, description)
-    config = cls(**vars(parser.parse_args(argv)))
+    config = _build(cls, vars(parser.parse_args(argv)))
     check = getattr(config, "check", None)
     problem = check() if check is not None else None
     if problem:
