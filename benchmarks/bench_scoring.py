@@ -73,9 +73,10 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode, flop_registry
 
 from seqrec import schemas
-from seqrec.io import tables
+from seqrec.io import layout, tables
 from seqrec.memory import keep_freed_memory
 from seqrec.models import build_model
+from seqrec.prep.vocab import OOV_KEY
 from seqrec.serve import (
     recommender,
     scoring,
@@ -149,7 +150,7 @@ def write_inputs(
     def vocab(prefix: str, size: int) -> pa.Table:
         return pa.table(
             {
-                schemas.VOCAB_KEY: ["<unk>", *[f"{prefix}{i}" for i in range(2, size + 1)]],
+                schemas.VOCAB_KEY: [OOV_KEY, *[f"{prefix}{i}" for i in range(2, size + 1)]],
                 schemas.VOCAB_IDX: pa.array(range(1, size + 1), pa.int32()),
             }
         )
@@ -165,9 +166,9 @@ def write_inputs(
         n_time_buckets=32,
     )
     vocabs = {
-        "item": vocab("item", n_items),
-        "category": vocab("category", N_CATEGORIES),
-        "event_type": vocab("event_type", N_EVENT_TYPES),
+        layout.ITEM_VOCAB: vocab("item", n_items),
+        layout.CATEGORY_VOCAB: vocab("category", N_CATEGORIES),
+        layout.EVENT_TYPE_VOCAB: vocab("event_type", N_EVENT_TYPES),
     }
     model_dir = recommender.save_model(model, "sasrec", root / f"model_{n_items}", vocabs)
     return data, model_dir, np.minimum(lengths, MAX_LEN)
@@ -331,29 +332,31 @@ def spark_rate(spark: Any, data: Path, model_dir: Path, n_users: int) -> dict[st
 
 
 def recommendations_frame(spark: Any, rows: int, run_date: str, salt: int) -> Any:
-    """``rows`` users shaped like the recommendations table (scores differ by ``salt``)."""
+    """``rows`` users shaped like the recommendations table (scores differ by ``salt``), typed
+    by :data:`seqrec.schemas.SCORES`."""
     user = F.col("id")
 
     def rec(r: Any) -> Any:
         item = (user * 31 + r * 7 + F.lit(salt)) % 100_000
         return F.struct(
             F.concat(F.lit("item"), item.cast("string")).alias(schemas.ITEM_ID),
-            (F.lit(1.0) / r + F.lit(salt)).cast("double").alias("score"),
-            r.cast("int").alias("rank"),
+            (F.lit(1.0) / r + F.lit(salt)).alias(schemas.SCORE),
+            r.alias(schemas.RANK),
         )
 
     def interest(c: Any) -> Any:
         return F.struct(
             F.concat(F.lit("category"), c.cast("string")).alias(schemas.CATEGORY),
-            (F.lit(1.0) / (c + 1)).cast("double").alias("weight"),
+            (F.lit(1.0) / (c + 1)).alias(schemas.WEIGHT),
         )
 
-    scores = spark.range(rows).select(
+    columns = spark.range(rows).select(
         F.concat(F.lit("user"), user.cast("string")).alias(schemas.USER_ID),
         F.transform(F.sequence(F.lit(1), F.lit(K)), rec).alias(schemas.RECOMMENDATIONS),
         F.transform(F.sequence(F.lit(1), F.lit(3)), interest).alias(schemas.INTERESTS),
-        ((user * 13 + F.lit(salt)) % 1000 / 1000.0).cast("double").alias(schemas.PURCHASE_INTENT),
+        ((user * 13 + F.lit(salt)) % 1000 / 1000.0).alias(schemas.PURCHASE_INTENT),
     )
+    scores = columns.select(*(F.col(f.name).cast(f.dataType).alias(f.name) for f in schemas.SCORES))
     return scoring.with_lineage(
         scores, "seqrec-recommender", str(salt), run_date, f"{run_date} 03:00:00"
     )
@@ -370,8 +373,7 @@ def merge_times(spark: Any, root: Path, rows: int) -> dict[str, float]:
     tables.merge_delta(recommendations_frame(spark, rows, "2026-11-29", 2), path, schemas.USER_ID)
     merge = time.perf_counter() - start
     check = (
-        spark.read.format("delta")
-        .load(path)
+        tables.read_delta(spark, path)
         .agg(F.count(F.lit(1)).alias("rows"), F.collect_set(schemas.MODEL_VERSION).alias("v"))
         .first()
     )

@@ -16,73 +16,60 @@ Python worker, ``--partitions`` tasks at a time.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
 
-from seqrec import schemas
-from seqrec.io import tables
+from seqrec import config, schemas
+from seqrec.io import layout, tables
+from seqrec.spark import get_spark
 from seqrec.text import embedding
 
 
 @dataclass(frozen=True)
 class EmbedItemsConfig:
-    items: str  # items Parquet, or a build_sequences output folder holding items/
-    output: str  # where the item_id -> vector Parquet goes (replaced)
-    model_path: str = ""  # local text model folder; "" = the installed all-MiniLM-L6-v2
-    batch_size: int = embedding.DEFAULT_BATCH_SIZE  # texts per encoder forward pass
-    max_length: int = embedding.DEFAULT_MAX_LENGTH  # tokens kept per text
-    partitions: int = 0  # encoding tasks; 0 = Spark's default parallelism
-    files: int = 1  # output Parquet files
-
-    @classmethod
-    def from_args(cls, argv: list[str] | None = None) -> EmbedItemsConfig:
-        parser = argparse.ArgumentParser(
-            prog="embed_items.py",
-            description="Encode each item's text (title. brand. category path. attributes) "
-            "with a local sentence-transformer (mean pooling, unit vectors) into an "
-            "item_id -> vector Parquet table. Nothing is downloaded.",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-        )
-        parser.add_argument("--items", required=True, help="items Parquet or build output dir")
-        parser.add_argument("--output", required=True, help="output Parquet folder (replaced)")
-        parser.add_argument("--model-path", default="", help="model folder ('' = installed)")
-        parser.add_argument("--batch-size", type=int, default=cls.batch_size, help="texts/pass")
-        parser.add_argument("--max-length", type=int, default=cls.max_length, help="tokens")
-        parser.add_argument("--partitions", type=int, default=0, help="tasks (0 = default)")
-        parser.add_argument("--files", type=int, default=cls.files, help="output files")
-        return cls(**vars(parser.parse_args(argv)))
+    items: str = config.option(help="items Parquet or build output dir")
+    output: str = config.option(help="output Parquet folder (replaced)")
+    model_path: str = config.option("", help="model folder ('' = installed)")
+    batch_size: int = config.option(embedding.DEFAULT_BATCH_SIZE, help="texts/pass")
+    max_length: int = config.option(embedding.DEFAULT_MAX_LENGTH, help="tokens")
+    partitions: int = config.option(0, help="tasks (0 = default)")
+    files: int = config.option(1, help="output files")
 
 
 def main(argv: list[str] | None = None) -> int:
-    config = EmbedItemsConfig.from_args(argv)
-    print(f"[embed_items] {config}", flush=True)
-    from seqrec.spark import get_spark
-
+    cfg = config.parse(
+        EmbedItemsConfig,
+        argv,
+        prog="embed_items.py",
+        description="Encode each item's text (title. brand. category path. attributes) with a "
+        "local sentence-transformer (mean pooling, unit vectors) into an item_id -> vector "
+        "Parquet table. Nothing is downloaded.",
+    )
+    print(f"[embed_items] {cfg}", flush=True)
     spark = get_spark("seqrec-embed-items", delta=False)
-    source = config.items.rstrip("/")
-    if tables.exists(spark, f"{source}/items/_SUCCESS"):
-        source = f"{source}/items"
+    source = cfg.items.rstrip("/")
+    if tables.exists(spark, f"{layout.items(source)}/_SUCCESS"):  # a build output folder
+        source = layout.items(source)
     items = tables.read_parquet(spark, source)
-    partitions = config.partitions or spark.sparkContext.defaultParallelism
+    partitions = cfg.partitions or spark.sparkContext.defaultParallelism
     n_items = items.count()
     print(f"[embed_items] {n_items} items from {source}, {partitions} tasks", flush=True)
     started = time.perf_counter()
     vectors = embedding.embed_items(
         items.repartition(partitions),
-        model_path=config.model_path or None,
-        batch_size=config.batch_size,
-        max_length=config.max_length,
+        model_path=cfg.model_path or None,
+        batch_size=cfg.batch_size,
+        max_length=cfg.max_length,
         keys=(schemas.ITEM_ID,),
         progress=True,
     )
-    tables.write_parquet(vectors, config.output, files=config.files)
+    tables.write_parquet(vectors, cfg.output, files=cfg.files)
     seconds = time.perf_counter() - started
-    n_vectors = tables.read_parquet(spark, config.output).count()
+    n_vectors = tables.read_parquet(spark, cfg.output).count()
     print(
         f"[embed_items] {n_vectors} vectors ({n_items - n_vectors} items without text) in "
-        f"{seconds:.1f}s: {n_vectors / max(seconds, 1e-9):.1f} items/s -> {config.output}",
+        f"{seconds:.1f}s: {n_vectors / max(seconds, 1e-9):.1f} items/s -> {cfg.output}",
         flush=True,
     )
     return 0

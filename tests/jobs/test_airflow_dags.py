@@ -101,7 +101,8 @@ def test_dag_files_import_no_heavy_modules_at_top_level() -> None:
 def champion(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Sequences built from generated events and a one-epoch SASRec promoted to champion in a
     sqlite MLflow store: what the nightly DAG expects to find when it starts."""
-    from seqrec.train import trainer
+    from seqrec.train.champion import log_and_promote
+    from seqrec.train.launch import run_distributed
     from tests.helpers import built_synthetic_and_train_config
 
     root = tmp_path_factory.mktemp("nightly")
@@ -109,7 +110,7 @@ def champion(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking)
-        registered = trainer.log_and_promote(config, trainer.run_distributed(config))
+        registered = log_and_promote(config, run_distributed(config))
         assert registered["promoted"]
         yield {
             "data": data_dir,

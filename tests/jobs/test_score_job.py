@@ -16,7 +16,7 @@ import torch
 from delta.tables import DeltaTable
 
 from seqrec import schemas
-from seqrec.io import registry
+from seqrec.io import layout, registry
 from seqrec.models import build_model
 from seqrec.serve import recommender, scoring
 from tests.helpers import N_ITEMS, load_job, tiny_dataset
@@ -28,7 +28,7 @@ N_USERS = 40  # tiny_dataset's
 
 
 def _vocab(data_dir: Path, name: str) -> pa.Table:
-    return pq.read_table(data_dir / "vocab" / name)
+    return pq.read_table(layout.vocab(str(data_dir), name))
 
 
 def _register(root: Path, vocabs: dict[str, pa.Table], n_categories: int, seed: int) -> str:
@@ -55,7 +55,7 @@ def setup(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     None has an event-type vocabulary, so none can tell purchases apart."""
     root = tmp_path_factory.mktemp("score_job")
     data_dir = tiny_dataset(root / "data")
-    items = _vocab(data_dir, "item")
+    items = _vocab(data_dir, layout.ITEM_VOCAB)
     # the same items under other ids, as after a vocabulary rebuilt from scratch
     keys = items.column(schemas.VOCAB_KEY).to_pylist()
     renumbered = items.set_column(
@@ -66,12 +66,21 @@ def setup(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
         registry.configure("test-score-job")
-        categories = _vocab(data_dir, "category")
+        categories = _vocab(data_dir, layout.CATEGORY_VOCAB)
         n_categories = len(categories) - 1  # the newest id is left out
         known = categories.filter(pc.less_equal(categories[schemas.VOCAB_IDX], n_categories))
-        fits = _register(root, {"item": items, "category": known}, n_categories, seed=1)
-        moved = _register(root, {"item": renumbered, "category": known}, n_categories, seed=2)
-        other = _register(root, {"item": items, "category": known}, n_categories, seed=3)
+        fits = _register(
+            root, {layout.ITEM_VOCAB: items, layout.CATEGORY_VOCAB: known}, n_categories, seed=1
+        )
+        moved = _register(
+            root,
+            {layout.ITEM_VOCAB: renumbered, layout.CATEGORY_VOCAB: known},
+            n_categories,
+            seed=2,
+        )
+        other = _register(
+            root, {layout.ITEM_VOCAB: items, layout.CATEGORY_VOCAB: known}, n_categories, seed=3
+        )
         yield {"root": root, "data": data_dir, "fits": fits, "moved": moved, "other": other}
 
 
@@ -152,7 +161,7 @@ def test_a_run_that_fails_half_way_leaves_the_table_as_it_was(spark, setup) -> N
     # Spark task scores its users and the other fails, during the MERGE's job.
     corrupt = setup["root"] / "data_corrupt"
     shutil.copytree(setup["data"], corrupt)
-    part = corrupt / "sequences" / "part-1.parquet"
+    part = Path(layout.sequences(str(corrupt))) / "part-1.parquet"
     users = pq.read_table(part).to_pylist()
     users[3][schemas.SEQ_ITEMS][-1] = -7
     pq.write_table(pa.Table.from_pylist(users), part)
@@ -170,7 +179,7 @@ def test_since_last_run_scores_the_active_users_until_the_model_changes(spark, s
     # the same histories, with the first ten users' events two days later (2023-11-16)
     data = setup["root"] / "data_later"
     shutil.copytree(setup["data"], data)
-    part = data / "sequences" / "part-0.parquet"
+    part = Path(layout.sequences(str(data))) / "part-0.parquet"
     users = pq.read_table(part).to_pylist()
     for user in users[:10]:
         user[schemas.SEQ_TIMES] = [t + 2 * 86_400 for t in user[schemas.SEQ_TIMES]]

@@ -6,7 +6,7 @@ from pyspark.sql import types as T
 from pyspark.testing import assertDataFrameEqual
 
 from seqrec import schemas
-from seqrec.interests import truncate_category
+from seqrec.interests.labels import truncate_category
 from seqrec.serve.profiles import interest_profile_spark, truncate_category_column
 from tests.serve.reference import interest_profile
 

@@ -15,7 +15,7 @@ from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from seqrec import schemas
-from seqrec.io import tables
+from seqrec.io import layout, tables
 from seqrec.models import build_model
 from seqrec.prep.vocab import OOV_KEY
 from seqrec.serve import profiles, recommender, scoring
@@ -36,15 +36,15 @@ def scored_setup(spark, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
     )
     vocabs = {
         name: pa.Table.from_batches(
-            tables.read_parquet(spark, str(data_dir / "vocab" / name)).toArrow().to_batches()
+            tables.read_parquet(spark, layout.vocab(str(data_dir), name)).toArrow().to_batches()
         )
-        for name in ("item", "category", "event_type")
+        for name in layout.VOCABS
     }
     return data_dir, recommender.save_model(model, "sasrec", root / "model", vocabs)
 
 
 def _score(spark, data_dir: Path, model_dir: Path, run_date: str, scored_at: str):
-    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    users = tables.read_parquet(spark, layout.sequences(str(data_dir)))
     scores = scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K)
     return scoring.with_lineage(scores, "recs", "1", run_date, scored_at)
 
@@ -61,7 +61,7 @@ def test_scores_match_the_model_run_on_the_driver(spark, scored_setup) -> None:
     recommended = {r["item_id"] for row in rows.values() for r in row[schemas.RECOMMENDATIONS]}
     assert OOV_KEY not in recommended and len(recommended) > K
     model = recommender.load_model(model_dir)
-    users = tables.read_parquet(spark, str(data_dir / "sequences")).toPandas()
+    users = tables.read_parquet(spark, layout.sequences(str(data_dir))).toPandas()
     for _, user in users.head(5).iterrows():
         expected = model.predict(user.to_frame().T, params={"k": K})
         got = rows[user[schemas.USER_ID]]
@@ -111,7 +111,7 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
     spark, scored_setup, tmp_path: Path
 ) -> None:
     data_dir, model_dir = scored_setup
-    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    users = tables.read_parquet(spark, layout.sequences(str(data_dir)))
     # Items 2..30; item i is in category "c<i % 3>" except every 7th, which has none.
     names = {i: (None if i % 7 == 0 else f"c{i % 3}") for i in range(2, N_ITEMS + 1)}
     items = spark.createDataFrame(
@@ -140,8 +140,8 @@ def test_profiles_join_the_history_interests_and_merge_into_an_older_table(
 
 def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None:
     data_dir, _ = scored_setup
-    users = tables.read_parquet(spark, str(data_dir / "sequences"))
-    vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "category"))
+    users = tables.read_parquet(spark, layout.sequences(str(data_dir)))
+    vocab = tables.read_parquet(spark, layout.vocab(str(data_dir), layout.CATEGORY_VOCAB))
     no_categories = spark.createDataFrame(
         [(f"item{i}", i, None) for i in range(2, N_ITEMS + 1)],
         "item_id string, item_idx int, category string",
@@ -158,7 +158,7 @@ def test_profiles_fall_back_to_the_event_categories(spark, scored_setup) -> None
 
 def test_vocabulary_mismatch_is_refused(spark, scored_setup) -> None:
     data_dir, model_dir = scored_setup
-    vocab = tables.read_parquet(spark, str(data_dir / "vocab" / "item")).toArrow()
+    vocab = tables.read_parquet(spark, layout.vocab(str(data_dir), layout.ITEM_VOCAB)).toArrow()
     scoring.check_vocabulary(model_dir, vocab)  # the matching vocabulary passes
     shifted = vocab.set_column(
         vocab.schema.get_field_index(schemas.VOCAB_IDX),
@@ -171,7 +171,7 @@ def test_vocabulary_mismatch_is_refused(spark, scored_setup) -> None:
 
 def test_active_since_keeps_only_recent_users(spark, scored_setup) -> None:
     data_dir, _ = scored_setup
-    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    users = tables.read_parquet(spark, layout.sequences(str(data_dir)))
     # tiny_dataset's events start at 2023-11-14 22:13:20 UTC, one a minute, 6 to 10 per user
     assert scoring.active_since(users, None).count() == 40
     assert scoring.active_since(users, "2023-11-14 22:22:00").count() == 8  # 10-event users
@@ -238,7 +238,7 @@ def test_grouped_top_k_matches_one_top_k_over_every_item(
 def test_length_sorted_chunks_score_like_the_model_on_full_windows(scored_setup) -> None:
     data_dir, model_dir = scored_setup
     model = recommender.load_model(model_dir)
-    users = pq.read_table(data_dir / "sequences")  # 6 to 10 events; the model reads 8
+    users = pq.read_table(layout.sequences(str(data_dir)))  # 6 to 10 events; the model reads 8
     # Chunks of 3 users after sorting by length: windows of 6, 7 and 8 columns, not 8 always.
     batches = scoring.score_batches(
         scoring.BatchScorer(model),
@@ -265,7 +265,7 @@ def test_exclusion_leaves_out_the_history_the_purchases_or_nothing(scored_setup)
     data_dir, model_dir = scored_setup
     model = recommender.load_model(model_dir)
     scorer = scoring.BatchScorer(model)
-    users = pq.read_table(data_dir / "sequences")
+    users = pq.read_table(layout.sequences(str(data_dir)))
     every_item = set(range(2, N_ITEMS + 1))  # 0 is padding and 1 <unk>: never recommended
     purchase = scoring.purchase_event_id(model)  # tiny_dataset's purchases: items 5, 10, ...
     for exclude in scoring.EXCLUDE_CHOICES:
@@ -287,7 +287,7 @@ def test_exclusion_leaves_out_the_history_the_purchases_or_nothing(scored_setup)
             assert sorted(recommended) == sorted(f"item{i}" for i in every_item - left_out)
     with pytest.raises(ValueError, match="exclude must be one of"):
         next(scoring.score_batches(scorer, users.to_batches(), 5, "bought", 3, batch_size=16))
-    model.vocabs.pop("event_type")  # a model that knows no purchases
+    model.vocabs.pop(layout.EVENT_TYPE_VOCAB)  # a model that knows no purchases
     with pytest.raises(scoring.ScoringInputError, match="needs the event type 'purchase'"):
         next(
             scoring.score_batches(
@@ -323,16 +323,17 @@ def test_the_showcase_prints_titles_of_the_history_and_the_recommendations(
     data_dir, model_dir = scored_setup
     data = tmp_path / "data"
     data.mkdir()
-    for name in ("sequences", "vocab"):
+    for name in (layout.SEQUENCES, layout.VOCAB):
         (data / name).symlink_to(data_dir / name)
-    (data / "items").mkdir()
+    items_dir = Path(layout.items(str(data)))
+    items_dir.mkdir()
     items = pa.table(
         {
             schemas.ITEM_ID: [f"item{i}" for i in range(2, N_ITEMS + 1)],
             schemas.TITLE: [f"Title {i}" for i in range(2, N_ITEMS + 1)],
         }
     )
-    pq.write_table(items, data / "items" / "part-0.parquet")
+    pq.write_table(items, items_dir / "part-0.parquet")
     table = str(tmp_path / "recs")
     scores = _score(spark, data_dir, model_dir, "2026-11-28", "2026-11-28 03:00:00")
     tables.merge_delta(scores, table, schemas.USER_ID)
@@ -344,7 +345,7 @@ def test_the_showcase_prints_titles_of_the_history_and_the_recommendations(
     stored = {r[schemas.USER_ID]: r for r in spark.read.format("delta").load(table).collect()}
     sequences = {
         r[schemas.USER_ID]: r[schemas.SEQ_ITEMS]
-        for r in tables.read_parquet(spark, str(data / "sequences")).collect()
+        for r in tables.read_parquet(spark, layout.sequences(str(data))).collect()
     }
     for block in blocks:
         user = block.split()[0]

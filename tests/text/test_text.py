@@ -14,10 +14,12 @@ import pytest
 import torch
 
 from seqrec import schemas
+from seqrec.io import layout
 from seqrec.prep.build import BuildConfig, run_build
 from seqrec.serve import recommender
 from seqrec.text import embedding
-from seqrec.train import trainer
+from seqrec.train.job import TrainJobConfig, load_item_vectors, model_fields
+from seqrec.train.launch import run_distributed
 from tests.helpers import load_job
 
 
@@ -187,7 +189,7 @@ def test_embed_items_job_writes_item_vectors(
     assert "--model-path" in capsys.readouterr().out
 
     build_output = tmp_path / "build"
-    spark.createDataFrame(ITEM_ROWS, ITEM_DDL).write.parquet(str(build_output / "items"))
+    spark.createDataFrame(ITEM_ROWS, ITEM_DDL).write.parquet(layout.items(str(build_output)))
     out = tmp_path / "vectors"
     assert job.main(["--items", str(build_output), "--output", str(out), "--batch-size", "3"]) == 0
     assert "4 vectors (1 items without text)" in capsys.readouterr().out
@@ -215,12 +217,12 @@ def test_build_writes_item_vectors_that_training_and_serving_keep(
         source="synthetic", output=str(output), run_date="2026-11-28", events=3000, seed=3
     )
     report = run_build(spark, build)
-    items = pq.read_table(output / "items").to_pylist()
+    items = pq.read_table(layout.items(str(output))).to_pylist()
     titled = [r for r in items if r[schemas.TITLE]]
     assert titled and report["counts"]["item_vectors"] == len(titled)
-    assert report["outputs"]["item_vectors"] == f"{output}/item_vectors"
+    assert report["outputs"]["item_vectors"] == layout.item_vectors(str(output))
 
-    config = trainer.TrainJobConfig(
+    config = TrainJobConfig(
         data=str(output),
         run_date="2026-11-28",
         hidden_size=16,
@@ -231,9 +233,9 @@ def test_build_writes_item_vectors_that_training_and_serving_keep(
         max_valid_users=64,
         checkpoint_dir=str(tmp_path / "ckpt"),
     )
-    result = trainer.run_distributed(config)
+    result = run_distributed(config)
     assert result["item_vectors"] == {
-        "path": f"{output}/item_vectors",
+        "path": layout.item_vectors(str(output)),
         "items_with_vectors": len(titled),
         "dim": 384,
     }
@@ -261,6 +263,6 @@ def test_build_writes_item_vectors_that_training_and_serving_keep(
 
     # A run without vectors removes the previous run's, and training then uses none.
     run_build(spark, replace(build, item_vectors=False))
-    assert not (output / "item_vectors").exists()
-    assert trainer.load_item_vectors(config) is None
-    assert "item_vector_dim" not in trainer.model_fields(config)
+    assert not Path(layout.item_vectors(str(output))).exists()
+    assert load_item_vectors(config) is None
+    assert "item_vector_dim" not in model_fields(config)

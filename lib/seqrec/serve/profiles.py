@@ -3,7 +3,7 @@
 A Spark SQL aggregate over the sequences and the items' (or the events') categories, written
 beside the model's predicted next interests in the recommendations table. It needs no model:
 categories missing from the item metadata can be predicted first by the interest classifier
-(:func:`seqrec.interests.with_filled_categories`), which is the only step that loads torch.
+(:func:`seqrec.interests.fill.with_filled_categories`), which is the only step that loads torch.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from seqrec.prep.vocab import OOV_IDX
 
 
 def truncate_category_column(category: Column, depth: int) -> Column:
-    """:func:`seqrec.interests.truncate_category` as a Spark expression (null and blank give null)."""
+    """:func:`seqrec.interests.labels.truncate_category` as a Spark expression (null and blank
+    give null)."""
     text = F.trim(category)
     text = F.when(text != F.lit(""), text)
     if depth == 0:
@@ -32,7 +33,7 @@ def truncate_category_column(category: Column, depth: int) -> Column:
 def item_categories(items: DataFrame, depth: int = 0) -> DataFrame:
     """(item_idx, category) from build_sequences' items table, the category cut to its first
     ``depth`` levels (0 = the whole path); items with no category are left out. Missing
-    categories can be predicted first with :func:`seqrec.interests.with_filled_categories`."""
+    categories can be predicted first with :func:`seqrec.interests.fill.with_filled_categories`."""
     return items.select(
         schemas.ITEM_IDX,
         truncate_category_column(F.col(schemas.CATEGORY), depth).alias(schemas.CATEGORY),
@@ -80,8 +81,8 @@ def with_profiles(
     k: int = 3,
     decay: float = 0.8,
 ) -> DataFrame:
-    """schemas.SCORES + schemas.INTEREST_PROFILE: each user's top-``k`` categories of the items in their history,
-    recency-weighted (:func:`interest_profile_spark`), beside the model's
+    """schemas.SCORES + schemas.INTEREST_PROFILE: each user's top-``k`` categories of the items
+    in their history, recency-weighted (:func:`interest_profile_spark`), beside the model's
     predicted next interests. An empty list for a user with no categorized item."""
     profiles = interest_profile_spark(sequences, categories, k=k, decay=decay)
     return scores.join(
@@ -101,11 +102,12 @@ def _check_profile_args(k: int, decay: float) -> None:
 def interest_profile_spark(
     sequences: DataFrame, item_categories: DataFrame, k: int = 3, decay: float = 0.8
 ) -> DataFrame:
-    """SEQUENCES (user_id, item_idx array) + (item_idx, category) -> schemas.INTEREST_PROFILES, as
-    the reference ``interest_profile`` of the tests: one row per user, users never leave the executors.
+    """SEQUENCES (user_id, item_idx array) + (item_idx, category) -> schemas.INTEREST_PROFILES,
+    as the reference ``interest_profile`` of the tests: one row per user, users never leave the
+    executors.
 
     ``item_categories`` holds the category to use per item -- known or filled by
-    :func:`seqrec.interests.fill_missing_spark`, truncated to the depth wanted.
+    :func:`seqrec.interests.fill.fill_missing_spark`, truncated to the depth wanted.
     """
     _check_profile_args(k, decay)
     position, length, score, rank = "_position", "_length", "_score", "_rank"

@@ -31,6 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from seqrec import schemas
+from seqrec.io import layout
 from seqrec.models import MODELS, SequentialRecommender
 from seqrec.prep.vocab import OOV_IDX
 
@@ -38,6 +39,12 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 VOCAB_DIR = "vocab"
 FORMAT_VERSION = 1
+
+
+def vocab_file(model_dir: str | Path, name: str) -> Path:
+    """Where a saved model keeps its vocabulary ``name`` (named as the build's,
+    :data:`seqrec.io.layout.VOCABS`)."""
+    return Path(model_dir) / VOCAB_DIR / f"{name}.parquet"
 
 
 def vocab_fingerprint(item_vocab: pa.Table) -> str:
@@ -62,7 +69,7 @@ def save_model(
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model`` and its vocabularies (each a key/idx table) to ``path``."""
-    if "item" not in vocabs:
+    if layout.ITEM_VOCAB not in vocabs:
         raise ValueError("the item vocabulary is required to map scores back to item ids")
     out = Path(path)
     (out / VOCAB_DIR).mkdir(parents=True, exist_ok=True)
@@ -71,13 +78,13 @@ def save_model(
     for name, table in vocabs.items():
         pq.write_table(
             table.select([schemas.VOCAB_KEY, schemas.VOCAB_IDX]),
-            out / VOCAB_DIR / f"{name}.parquet",
+            vocab_file(out, name),
         )
     meta = {
         "format_version": FORMAT_VERSION,
         "model": model_name,
         "config": dataclasses.asdict(model.config),
-        "vocab_fingerprint": vocab_fingerprint(vocabs["item"]),
+        "vocab_fingerprint": vocab_fingerprint(vocabs[layout.ITEM_VOCAB]),
         **(extra or {}),
     }
     (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -112,7 +119,7 @@ class Recommender:
         self.vocabs = {
             p.stem: pq.read_table(p) for p in sorted((root / VOCAB_DIR).glob("*.parquet"))
         }
-        item = self.vocabs["item"]
+        item = self.vocabs[layout.ITEM_VOCAB]
         self.item_ids = np.empty(self.config.n_items + 1, dtype=object)
         self.item_ids[item.column(schemas.VOCAB_IDX).to_numpy()] = item.column(
             schemas.VOCAB_KEY

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from seqrec import schemas
+from seqrec.io import layout
 from seqrec.memory import keep_freed_memory
 from seqrec.prep.vocab import key_id
 from seqrec.serve import recommender
@@ -45,7 +46,7 @@ def check_vocabulary(model_dir: Path, item_vocab: pa.Table) -> None:
     Ids are stable across runs, so a newer vocabulary may hold more items than the model; an
     item whose id moved means the model would score the wrong items.
     """
-    model_vocab = pq.read_table(model_dir / recommender.VOCAB_DIR / "item.parquet")
+    model_vocab = pq.read_table(recommender.vocab_file(model_dir, layout.ITEM_VOCAB))
     mine = dict(
         zip(
             model_vocab.column(schemas.VOCAB_KEY).to_pylist(),
@@ -72,7 +73,7 @@ def check_vocabulary(model_dir: Path, item_vocab: pa.Table) -> None:
 def purchase_event_id(model: recommender.Recommender) -> int:
     """The event-type id of a purchase in ``model``'s vocabulary, which ``exclude='purchased'``
     needs; raises :class:`ScoringInputError` when the model has none."""
-    vocab = model.vocabs.get("event_type")
+    vocab = model.vocabs.get(layout.EVENT_TYPE_VOCAB)
     found = 0 if vocab is None else key_id(vocab, schemas.PURCHASE)
     if found:
         return found
@@ -125,8 +126,8 @@ class BatchScorer:
     Per batch: the list columns become left-padded ``[B, w]`` windows (``w`` = the longest
     history, at most ``max_len``) by numpy index arithmetic, the model runs one batched forward
     pass, one matmul against the item table and one top-k
-    (:meth:`seqrec.serve.recommender.Recommender.recommend`), and the output lists are built from flat
-    arrays and offsets.
+    (:meth:`seqrec.serve.recommender.Recommender.recommend`), and the output lists are built
+    from flat arrays and offsets.
     """
 
     def __init__(self, model: recommender.Recommender) -> None:
@@ -241,7 +242,7 @@ def _load_once(path: str) -> BatchScorer:
 
 def _category_names(model: recommender.Recommender) -> np.ndarray:
     names = np.full(model.config.n_categories + 1, None, dtype=object)
-    table = model.vocabs.get("category")
+    table = model.vocabs.get(layout.CATEGORY_VOCAB)
     if table is not None:
         idx = table.column(schemas.VOCAB_IDX).to_numpy()
         keep = idx <= model.config.n_categories
@@ -311,8 +312,8 @@ def score_users(
     n_interests: int = 3,
     batch_size: int = 256,
 ) -> DataFrame:
-    """SEQUENCES -> schemas.SCORES, one row per user. ``model_file`` is the name the model folder was
-    shipped under (:func:`seqrec.spark.ship_folder`). ``exclude``: the items never
+    """SEQUENCES -> schemas.SCORES, one row per user. ``model_file`` is the name the model
+    folder was shipped under (:func:`seqrec.spark.ship_folder`). ``exclude``: the items never
     recommended to a user (:data:`EXCLUDE_CHOICES`): any item of their history (``seen``), the
     ones they bought (``purchased``), or none.
 

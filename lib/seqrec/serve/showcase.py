@@ -7,11 +7,11 @@ the scoring session, without starting another one). It reads a handful of rows o
 
 from __future__ import annotations
 
-from pyspark.sql import SparkSession
+from pyspark.sql import Row, SparkSession
 from pyspark.sql import functions as F
 
 from seqrec import schemas
-from seqrec.io import tables
+from seqrec.io import layout, tables
 
 
 def show_recommendations(
@@ -19,11 +19,11 @@ def show_recommendations(
 ) -> None:
     """Print ``users`` users of the recommendations Delta ``table``: their predicted next
     interests, history interest profile, newest ``history`` events and top 5 items."""
-    items = tables.read_parquet(spark, f"{data}/items")
-    vocab = tables.read_parquet(spark, f"{data}/vocab/item")
-    recs = spark.read.format("delta").load(table).limit(users)
+    items = tables.read_parquet(spark, layout.items(data))
+    vocab = tables.read_parquet(spark, layout.vocab(data, layout.ITEM_VOCAB))
+    recs = tables.read_delta(spark, table).limit(users)
     has_profile = schemas.INTEREST_PROFILE in recs.columns
-    seqs = tables.read_parquet(spark, f"{data}/sequences")
+    seqs = tables.read_parquet(spark, layout.sequences(data))
     shown = recs.join(seqs, on=schemas.USER_ID, how="inner").select(
         schemas.USER_ID,
         F.slice(schemas.SEQ_ITEMS, -history, history).alias("recent"),
@@ -51,12 +51,9 @@ def show_recommendations(
             f"\nuser {row[schemas.USER_ID]}  (model v{row[schemas.MODEL_VERSION]}, "
             f"purchase intent {row[schemas.PURCHASE_INTENT]:.2f})"
         )
-        interests = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in row[schemas.INTERESTS])
-        print(f"  predicted next interests: {interests or '-'}")
+        print(f"  predicted next interests: {_interests(row[schemas.INTERESTS])}")
         if has_profile:
-            profile = row[schemas.INTEREST_PROFILE] or []
-            shown_profile = ", ".join(f"{i['category']} {i['weight']:.2f}" for i in profile)
-            print(f"  interest profile (history): {shown_profile or '-'}")
+            print(f"  interest profile (history): {_interests(row[schemas.INTEREST_PROFILE])}")
         print("  recent history:")
         for idx in row["recent"]:
             item_id = id_of.get(idx, "<unknown>")
@@ -64,5 +61,11 @@ def show_recommendations(
         print("  recommended:")
         for rec in row[schemas.RECOMMENDATIONS][:5]:
             title = title_of.get(rec[schemas.ITEM_ID], rec[schemas.ITEM_ID])
-            print(f"    {rec['rank']:>2}. {title}  ({rec['score']:.2f})")
+            print(f"    {rec[schemas.RANK]:>2}. {title}  ({rec[schemas.SCORE]:.2f})")
     print(f"\nrecommendations table (Delta): {table}", flush=True)
+
+
+def _interests(interests: list[Row] | None) -> str:
+    """``category weight, ...`` of an interests list, or ``-`` when it is empty."""
+    shown = ", ".join(f"{i[schemas.CATEGORY]} {i[schemas.WEIGHT]:.2f}" for i in interests or [])
+    return shown or "-"

@@ -1,0 +1,2 @@
+"""Item text -> language-model vectors, for the models' text channel and the interest
+classifier."""

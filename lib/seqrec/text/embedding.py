@@ -24,6 +24,7 @@ import numpy as np
 
 from seqrec import schemas
 from seqrec.prep.vocab import OOV_IDX
+from seqrec.spark import load_once
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -173,19 +174,16 @@ def item_text(
     return ". ".join(parts)
 
 
-# One encoder per (path, max_length, device) per Python process: Spark reuses its Python
-# workers, so the model is loaded once per worker rather than once per task or batch.
-_ENCODERS: dict[tuple[str, int, str | None], TextEncoder] = {}
-
-
 def get_encoder(
     model_path: str | None = None, max_length: int = DEFAULT_MAX_LENGTH, device: str | None = None
 ) -> TextEncoder:
-    """The process-wide encoder for these settings, loaded on first use."""
-    key = (model_path or default_model_path(), max_length, device)
-    if key not in _ENCODERS:
-        _ENCODERS[key] = TextEncoder(key[0], max_length=max_length, device=device)
-    return _ENCODERS[key]
+    """The process-wide encoder for these settings, loaded on first use: on Spark, once per
+    Python worker rather than once per task or batch (:func:`seqrec.spark.load_once`)."""
+    path = model_path or default_model_path()
+    return load_once(
+        ("text-encoder", path, max_length, device),
+        lambda: TextEncoder(path, max_length=max_length, device=device),
+    )
 
 
 def _column(batch: pa.RecordBatch, name: str) -> list[Any]:
