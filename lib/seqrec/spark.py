@@ -1,10 +1,16 @@
-"""The one SparkSession factory.
+"""The one SparkSession factory, and the Spark set-up the project's own ``spark-submit`` needs.
 
 Locally (``python jobs/...``) it starts ``local[*]`` with Delta Lake configured: the SQL
 extension, the Delta catalog and the Delta jars, which are downloaded from Maven Central on
 first use and cached in ``~/.cache/seqrec/jars``. Under ``spark-submit`` the JVM already exists
 with the user's ``--master``, ``--packages`` and ``--conf``: then nothing is forced, and the Delta
-settings are only filled in where the user left them unset.
+settings are only filled in where the user left them unset. When the Delta classes are not on
+that JVM's classpath, a local master gets the cached jars added by the job itself; a cluster
+master stops the job at once with the exact ``--packages`` line to add.
+
+``python -m seqrec.spark`` (run by ``make setup``) caches the jars and writes the virtual
+environment's Spark configuration (see :func:`configure_spark_home`), so that the README's
+``spark-submit jobs/<job>.py ...`` works as written from the venv, activated or not.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
@@ -35,6 +41,11 @@ DELTA_JARS = (
     ("io.delta", "delta-spark_4.2_2.13", DELTA_VERSION),
     ("io.delta", "delta-storage", DELTA_VERSION),
 )
+# The coordinates for `--packages`. Spark's own resolution (Ivy) works here (measured: about 40 s
+# on first use), but it brings 33 jars, among them Jackson 2.13 and Parquet 1.16 copies beside
+# the newer ones Spark ships; the two jars above are all Delta needs on Spark 4.2.
+DELTA_PACKAGES = f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
+EXIT_SETUP = 3  # the exit status of a job stopped because its Spark lacks what it needs
 MAVEN_REPO = os.environ.get("SEQREC_MAVEN_REPO", "https://repo.maven.apache.org/maven2")
 JARS_DIR = Path(os.environ.get("SEQREC_JARS_DIR", Path.home() / ".cache" / "seqrec" / "jars"))
 
@@ -101,6 +112,64 @@ def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ
 
 
+def _driver_loader() -> Any:
+    """The class loader of the driver JVM that spark-submit started (it holds ``--jars``)."""
+    SparkContext._ensure_initialized()
+    jvm = SparkContext._jvm
+    assert jvm is not None, "spark-submit started no JVM"
+    return jvm.java.lang.Thread.currentThread().getContextClassLoader()
+
+
+def _loadable(loader: Any, class_name: str) -> bool:
+    from py4j.protocol import Py4JJavaError
+
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    try:
+        jvm.java.lang.Class.forName(class_name, False, loader)
+    except Py4JJavaError:
+        return False
+    return True
+
+
+def _missing_delta_message(master: str) -> str:
+    jars = ",".join(
+        str(JARS_DIR / f"{artifact}-{version}.jar") for _, artifact, version in DELTA_JARS
+    )
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "JOB.py"
+    return (
+        f"[seqrec] Delta Lake is not on this Spark's classpath, and master {master!r} is a "
+        "cluster, where the job cannot add it itself. Nothing was read or written. Run it "
+        f"again with the Delta package: spark-submit --packages {DELTA_PACKAGES} "
+        f"--master {master} jobs/{script} ... (Spark fetches it from Maven Central; for a "
+        f"mirror add --repositories URL), or with --jars {jars} (the jars `make setup` caches)."
+    )
+
+
+def _delta_for_spark_submit(given: SparkConf) -> dict[str, str]:
+    """Make sure the Delta classes reach the session spark-submit is about to start.
+
+    Returns settings to add (``spark.jars``) when the job added the cached jars itself. On a
+    local master the driver is also the executor, so adding the jars to the driver's class
+    loader before the SparkContext starts is enough; a cluster's executors need them at
+    submit time, so there the job stops with the line to run instead.
+    """
+    loader = _driver_loader()
+    if _loadable(loader, DELTA_EXTENSION):
+        return {}
+    master = given.get("spark.master", "local[*]")
+    if not master.startswith("local"):
+        print(_missing_delta_message(master), file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_SETUP)
+    jars = [str(path) for path in ensure_delta_jars()]
+    jvm = SparkContext._jvm
+    assert jvm is not None
+    for jar in jars:
+        loader.addURL(jvm.java.io.File(jar).toURI().toURL())
+    given_jars = given.get("spark.jars", "")
+    return {"spark.jars": ",".join([*filter(None, given_jars.split(",")), *jars])}
+
+
 def get_spark(
     app_name: str = "seqrec",
     master: str | None = None,
@@ -110,7 +179,9 @@ def get_spark(
     """Return the active session, or build one.
 
     ``master`` and ``conf`` apply to a local session; under ``spark-submit`` the user's settings
-    win and only unset keys are filled from ``conf``.
+    win and only unset keys are filled from ``conf``. ``SEQREC_SPARK_LOG_LEVEL`` sets Spark's log
+    level (a local session's default is ERROR; under spark-submit the configuration's own, WARN
+    with the venv's).
     """
     active = SparkSession.getActiveSession()
     if active is not None:
@@ -121,12 +192,22 @@ def get_spark(
     if delta:
         wanted["spark.sql.extensions"] = DELTA_EXTENSION
         wanted["spark.sql.catalog.spark_catalog"] = DELTA_CATALOG
+    level = os.environ.get("SEQREC_SPARK_LOG_LEVEL")
     if under_spark_submit():
-        given = SparkConf()  # what spark-submit passed
+        # What spark-submit passed: SparkConf reads it from the JVM, so the gateway to that JVM
+        # must be up first (before it, SparkConf() is an empty Python-side conf).
+        SparkContext._ensure_initialized()
+        given = SparkConf()
         for key, value in {**wanted, **(conf or {})}.items():
             if not given.contains(key):
                 builder = builder.config(key, value)
-        return builder.getOrCreate()
+        if delta:
+            for key, value in _delta_for_spark_submit(given).items():
+                builder = builder.config(key, value)
+        session = builder.getOrCreate()
+        if level:
+            session.sparkContext.setLogLevel(level)
+        return session
 
     # Python workers must run the same interpreter (and virtual environment) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -136,8 +217,62 @@ def get_spark(
     if delta:
         builder = builder.config("spark.jars", ",".join(str(p) for p in ensure_delta_jars()))
     session = builder.getOrCreate()
-    session.sparkContext.setLogLevel(os.environ.get("SEQREC_SPARK_LOG_LEVEL", "ERROR"))
+    session.sparkContext.setLogLevel(level or "ERROR")
     return session
+
+
+# Spark's console logging for the venv's spark-submit: warnings and errors only, on stderr,
+# without the warnings nobody running a job can act on.
+_LOG4J2 = """\
+# Written by `python -m seqrec.spark` (make setup): Spark's console log for this venv.
+rootLogger.level = warn
+rootLogger.appenderRef.stderr.ref = console
+appender.console.type = Console
+appender.console.name = console
+appender.console.target = SYSTEM_ERR
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+# "Unable to load native-hadoop library": the pure-Java code paths are used instead.
+logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
+logger.nativecode.level = error
+# Host-name and port notes from start-up ("resolves to a loopback address", "could not bind on
+# port 4040"): Spark picks an address and a port by itself.
+logger.utils.name = org.apache.spark.util.Utils
+logger.utils.level = error
+"""
+
+
+def configure_spark_home(python: str | None = None, jars: list[Path] | None = None) -> Path:
+    """Configure the Spark that pip installed into this environment for ``spark-submit``.
+
+    Writes ``conf/spark-defaults.conf`` (the Delta jars, and this interpreter for the driver
+    and the Python workers, so the venv need not be activated) and ``conf/log4j2.properties``
+    (WARN on the console) into pyspark's folder, which is pip's ``SPARK_HOME``; and links
+    ``spark-distribution`` beside this interpreter, where pip's ``spark-submit`` script looks
+    for its Spark home when it runs outside the activated venv (it asks the system
+    ``python3``, which has no pyspark). Returns the Spark home.
+    """
+    import pyspark
+
+    home = Path(pyspark.__file__).resolve().parent
+    python = python or sys.executable
+    jars = jars if jars is not None else ensure_delta_jars()
+    conf = home / "conf"
+    conf.mkdir(exist_ok=True)
+    defaults = {
+        "spark.jars": ",".join(str(p) for p in jars),
+        "spark.pyspark.python": python,
+        "spark.pyspark.driver.python": python,
+    }
+    lines = ["# Written by `python -m seqrec.spark` (make setup). Flags given to spark-submit win."]
+    lines += [f"{key} {value}" for key, value in defaults.items()]
+    (conf / "spark-defaults.conf").write_text("\n".join(lines) + "\n")
+    (conf / "log4j2.properties").write_text(_LOG4J2)
+    link = Path(python).parent / "spark-distribution"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(home, target_is_directory=True)
+    return home
 
 
 T = TypeVar("T")
@@ -193,3 +328,5 @@ if __name__ == "__main__":
     spark = get_spark("seqrec-warmup", master="local[1]")
     print(f"Spark {spark.version} with Delta ready; jars: {spark.conf.get('spark.jars')}")
     spark.stop()
+    home = configure_spark_home()
+    print(f"spark-submit configured: {home / 'conf'}")
