@@ -8,16 +8,16 @@ or, with a local Spark and Delta set up by ``make setup``::
     .venv/bin/python jobs/build_sequences.py --source synthetic --events 100000 \
         --output output/demo --run-date 2026-11-28
 
-Outputs under ``--output``: ``sequences/`` (Parquet shards, one row per user), ``items/``,
-``vocab/{item,category,event_type}/``, ``quarantine/`` (Delta, one partition per run date) and
-``report.json`` (counts per stage, the row accounting, timings). Everything is staged first and
-published only when every stage succeeded.
+Outputs, in the build folder ``--output``/builds/<run id>/: ``sequences/`` (Parquet shards, one
+row per user), ``items/``, ``vocab/{item,category,event_type}/``, ``quarantine/`` (Delta, one
+partition per run date) and ``report.json`` (counts per stage, the row accounting, timings). The
+build is published, whole, by one atomic switch of ``--output``/CURRENT once every stage
+succeeded (``seqrec.io.layout``).
 """
 
 from __future__ import annotations
 
-import sys
-
+from seqrec import errors
 from seqrec.prep.build import BuildConfig, run_build
 from seqrec.spark import get_spark
 
@@ -37,4 +37,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

@@ -16,11 +16,10 @@ Python worker, ``--partitions`` tasks at a time.
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 
-from seqrec import config, schemas
+from seqrec import config, errors, schemas
 from seqrec.io import layout, tables
 from seqrec.spark import get_spark
 from seqrec.text import embedding
@@ -36,6 +35,14 @@ class EmbedItemsConfig:
     partitions: int = config.option(0, help="tasks (0 = default)")
     files: int = config.option(1, help="output files")
 
+    def check(self) -> str | None:
+        return (
+            config.missing_path(self.items, "--items")
+            or config.missing_path(self.model_path, "--model-path", folder=True)
+            or config.at_least(self, 1, "batch_size", "max_length", "files")
+            or config.at_least(self, 0, "partitions")
+        )
+
 
 def main(argv: list[str] | None = None) -> int:
     cfg = config.parse(
@@ -48,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"[embed_items] {cfg}", flush=True)
     spark = get_spark("seqrec-embed-items", delta=False)
-    source = cfg.items.rstrip("/")
+    source = layout.resolve(cfg.items, spark)  # a build output folder: its current build
     if tables.exists(spark, f"{layout.items(source)}/_SUCCESS"):  # a build output folder
         source = layout.items(source)
     items = tables.read_parquet(spark, source)
@@ -76,4 +83,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

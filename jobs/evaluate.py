@@ -13,13 +13,12 @@ recorded as tags on the version; nothing else changes. The last line printed is 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 
 from mlflow.exceptions import MlflowException
 
-from seqrec import config
-from seqrec.io import registry
+from seqrec import config, errors
+from seqrec.io import layout, registry
 from seqrec.train.champion import chosen_version, evaluate_against_champion
 from seqrec.train.job import TrainJobConfig
 
@@ -32,6 +31,9 @@ class EvaluateConfig:
     model_version: str | None = config.option(
         None, help="version to evaluate; without it, the newest registered for --run-date"
     )
+
+    def check(self) -> str | None:
+        return config.missing_path(self.data, "--data", folder=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,11 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     registry.configure(TrainJobConfig.experiment)
     try:
         version = chosen_version(cfg.model_name, cfg.model_version, cfg.run_date)
-        result = evaluate_against_champion(cfg.model_name, version, cfg.data)
+        result = evaluate_against_champion(cfg.model_name, version, layout.resolve(cfg.data))
     except (LookupError, MlflowException) as error:
-        raise SystemExit(
-            f"[evaluate] {str(error).splitlines()[0]}. Nothing was changed."
-        ) from error
+        raise errors.NotFoundError(f"{str(error).splitlines()[0]}. Nothing was changed.") from error
     champion = result["champion_version"]
     print(
         f"[evaluate] {cfg.model_name} v{version}: validation NDCG@10 "
@@ -63,4 +63,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

@@ -12,12 +12,11 @@ one JSON object.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict, dataclass
 
 from mlflow.exceptions import MlflowException
 
-from seqrec import config
+from seqrec import config, errors
 from seqrec.io import registry
 from seqrec.train.champion import chosen_version, promote_evaluated
 from seqrec.train.job import TrainJobConfig
@@ -45,11 +44,11 @@ def main(argv: list[str] | None = None) -> int:
         version = chosen_version(cfg.model_name, cfg.model_version, cfg.run_date)
         result = promote_evaluated(cfg.model_name, version)
     except (LookupError, MlflowException) as error:
-        raise SystemExit(f"[promote] {str(error).splitlines()[0]}. Nothing was changed.") from error
+        raise errors.NotFoundError(f"{str(error).splitlines()[0]}. Nothing was changed.") from error
     print(f"[promote] {cfg.model_name} v{version}: promoted={result['promoted']}", flush=True)
     print(json.dumps(result))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

@@ -17,12 +17,11 @@ were.
 
 from __future__ import annotations
 
-import sys
 from datetime import UTC, datetime
 
 from mlflow.exceptions import MlflowException
 
-from seqrec import config, schemas
+from seqrec import config, errors, schemas
 from seqrec.io import layout, registry, tables
 from seqrec.serve import job, scoring
 from seqrec.serve.showcase import show_recommendations
@@ -42,26 +41,27 @@ def score(cfg: job.ScoreConfig) -> int:
         ) from error
     job.check_model(model_dir, cfg.model_name, version, cfg.exclude)
     spark = get_spark("seqrec-score")
-    item_vocab = tables.read_parquet(spark, layout.vocab(cfg.data, layout.ITEM_VOCAB))
+    data = layout.resolve(cfg.data, spark)  # once: every read below is of this one build
+    item_vocab = tables.read_parquet(spark, layout.vocab(data, layout.ITEM_VOCAB))
     scoring.check_vocabulary(model_dir, item_vocab.toArrow())
     since = job.since_date(spark, cfg.table, cfg.since, cfg.model_name, version)
-    users = scoring.active_since(tables.read_parquet(spark, layout.sequences(cfg.data)), since)
+    users = scoring.active_since(tables.read_parquet(spark, layout.sequences(data)), since)
     if users.isEmpty():
         if cfg.since == job.LAST_RUN and since is not None:
             print(f"[score] no user is active since {since}: the table stays as it is", flush=True)
             return 0
-        raise SystemExit(f"[score] no users to score in {cfg.data}; nothing was written.")
+        raise errors.EmptyDataError(f"no users to score in {data}; nothing was written.")
     shipped = ship_folder(spark, model_dir, "seqrec-model")
     scores = scoring.score_users(users, shipped, k=cfg.k, exclude=cfg.exclude)
     if cfg.profiles:
         scores = job.with_build_profiles(
-            spark, scores, users, cfg.data, cfg.profile_depth, cfg.interest_model
+            spark, scores, users, data, cfg.profile_depth, cfg.interest_model
         )
     output = scoring.with_lineage(scores, cfg.model_name, version, cfg.run_date, scored_at)
     tables.merge_delta(output, cfg.table, schemas.USER_ID, volatile=[schemas.SCORED_AT])
     print(f"[score] model {cfg.model_name} v{version} -> {cfg.table}", flush=True)
     if cfg.show > 0:
-        show_recommendations(spark, cfg.data, cfg.table, users=cfg.show)
+        show_recommendations(spark, data, cfg.table, users=cfg.show)
     return 0
 
 
@@ -71,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return score(cfg)
     except job.ScoreRefused as error:
-        raise SystemExit(f"[score] {error} Nothing was written.") from error
+        raise job.ScoreRefused(f"{error} Nothing was written.") from error
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

@@ -13,10 +13,9 @@ or locally::
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 
-from seqrec import config
+from seqrec import config, errors
 from seqrec.serve.showcase import show_recommendations
 from seqrec.spark import get_spark
 
@@ -27,6 +26,11 @@ class ShowConfig:
     table: str = config.option(help="recommendations Delta table")
     users: int = config.option(3, help="how many users to show")
     history: int = config.option(5, help="recent events to show")
+
+    def check(self) -> str | None:
+        return config.missing_path(self.data, "--data", folder=True) or config.at_least(
+            self, 1, "users", "history"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,4 +46,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

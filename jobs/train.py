@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 from dataclasses import asdict
 from typing import Any
 
+from seqrec import errors
 from seqrec.train.champion import log_and_promote, log_and_register
 from seqrec.train.job import TrainJobConfig
 from seqrec.train.launch import run_distributed
@@ -85,4 +85,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

@@ -14,13 +14,13 @@ one JSON line of the figures. Runs in one process: no SparkSession is needed to 
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict
 
 import torch
 
+from seqrec import errors
 from seqrec.interests.config import TrainInterestsConfig
 from seqrec.interests.datasets import load_items, sample_items
 from seqrec.interests.fit import train_classifier
@@ -63,4 +63,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    errors.run(main)

@@ -52,7 +52,7 @@ def outputs_of(notebook: Any, mime: str) -> list[Any]:
 def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Generated events built into sequences, a one-epoch SASRec, and its scores in Delta."""
     from seqrec import schemas
-    from seqrec.io import tables
+    from seqrec.io import layout, tables
     from seqrec.serve import scoring
     from seqrec.spark import ship_folder
     from seqrec.train.launch import run_distributed
@@ -61,7 +61,7 @@ def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("notebooks")
     data_dir, config = built_synthetic_and_train_config(spark, root, RUN_DATE, EVENTS)
     model_dir = Path(run_distributed(config)["checkpoint"])
-    users = tables.read_parquet(spark, str(data_dir / "sequences"))
+    users = tables.read_parquet(spark, layout.sequences(layout.resolve(str(data_dir))))
     scores = scoring.score_users(users, ship_folder(spark, model_dir, "model"), k=K)
     table = root / "recommendations"
     tables.merge_delta(
@@ -81,6 +81,7 @@ def test_exploration_notebook_shows_statistics_sessions_and_funnel(spark, scored
     from pyspark.sql import functions as F
 
     from seqrec import schemas
+    from seqrec.io import layout
 
     notebook, seen = run_notebook(
         "exploration",
@@ -98,7 +99,7 @@ def test_exploration_notebook_shows_statistics_sessions_and_funnel(spark, scored
         "}))",
     )
     assert seen["prefix"] == sys.prefix  # the kernel runs this virtual environment's python
-    sequences = spark.read.parquet(str(scored["data"] / "sequences"))
+    sequences = spark.read.parquet(layout.sequences(layout.resolve(str(scored["data"]))))
     expected = sequences.agg(
         F.count(F.lit(1)).alias("users"),
         F.sum(schemas.SEQ_LEN).alias("events"),

@@ -7,7 +7,10 @@ A job config is a frozen dataclass whose fields are declared with :func:`option`
 parses ``argv`` and returns the config. A field holding another such config (a library's
 settings inside a job's config) contributes that config's options, flat, in its place. A
 config may define ``check(self) -> str | None``: a message from it is a usage error (exit code
-2, printed with the usage) before any work starts.
+2, printed with the usage) before any work starts, so a job checks its dates, ranges and paths
+before it starts Spark (:func:`at_least`, :func:`positive` and :func:`missing_path` help). Every parser also
+accepts ``--debug``, which is no field of the config: :func:`seqrec.errors.run` reads it and
+then prints the traceback of an error too.
 """
 
 from __future__ import annotations
@@ -18,7 +21,10 @@ import types
 import typing
 from collections.abc import Callable, Sequence
 from datetime import date
+from pathlib import Path
 from typing import Any, TypeVar
+
+from seqrec import errors
 
 T = TypeVar("T")
 
@@ -67,7 +73,39 @@ def parser_for(cls: type, prog: str, description: str) -> argparse.ArgumentParse
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     _add_options(parser, cls, None)
+    parser.add_argument(
+        errors.DEBUG_FLAG,
+        action="store_true",
+        help=f"show the traceback of an error as well (or set {errors.DEBUG_ENV}=1)",
+    )
     return parser
+
+
+def at_least(config: Any, minimum: float, *names: str) -> str | None:
+    """A usage message for the first of the fields ``names`` of ``config`` below ``minimum``."""
+    for name in names:
+        value = getattr(config, name)
+        if value < minimum:
+            return f"--{name.replace('_', '-')} {value}: must be at least {minimum}"
+    return None
+
+
+def positive(config: Any, *names: str) -> str | None:
+    """A usage message for the first of the fields ``names`` of ``config`` that is not > 0."""
+    for name in names:
+        value = getattr(config, name)
+        if not value > 0:
+            return f"--{name.replace('_', '-')} {value}: must be greater than 0"
+    return None
+
+
+def missing_path(path: str | None, flag: str, folder: bool = False) -> str | None:
+    """A usage message when the local file or folder ``path`` does not exist. A URI
+    (``scheme://...``) or a glob is left to Spark, which alone can read it."""
+    if not path or "://" in path or any(c in path for c in "*?[{"):
+        return None
+    found = Path(path).is_dir() if folder else Path(path).exists()
+    return None if found else f"{flag} {path!r}: no such {'folder' if folder else 'file or folder'}"
 
 
 def _is_config(kind: Any) -> bool:
@@ -120,7 +158,10 @@ def _build(cls: Any, values: dict[str, Any]) -> Any:
 def parse(cls: type[T], argv: Sequence[str] | None, prog: str, description: str) -> T:
     """Parse ``argv`` into the config ``cls``; a failed ``check`` is a usage error."""
     parser = parser_for(cls, prog, description)
-    config = _build(cls, vars(parser.parse_args(argv)))
+    try:
+        config = _build(cls, vars(parser.parse_args(argv)))
+    except ValueError as error:  # a config's own __post_init__ refused a value
+        parser.error(str(error))
     check = getattr(config, "check", None)
     problem = check() if check is not None else None
     if problem:

@@ -165,8 +165,8 @@ SEQUENCES = T.StructType(
     ]
 )
 
-# Leave-one-out rows (``sequences.split_leave_one_out``): per user a ``train`` prefix and, for
-# users with at least 3 events, ``valid`` and ``test`` prefixes whose last element is the target.
+# Leave-one-out rows (``sequences.split_leave_one_out``): ``train`` and ``valid`` prefixes for users
+# with at least 3 events, a ``test`` prefix for those with at least 2; a last element is a target.
 SPLIT = "split"
 SPLIT_TRAIN = "train"
 SPLIT_VALID = "valid"

@@ -21,6 +21,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable, Hashable
 from pathlib import Path
@@ -28,6 +29,8 @@ from typing import Any, TypeVar
 
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
+
+from seqrec import errors
 
 DELTA_EXTENSION = "io.delta.sql.DeltaSparkSessionExtension"
 DELTA_CATALOG = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
@@ -105,6 +108,33 @@ _LOCAL_DEFAULTS = {
     # cache is 446 MB instead of 364 MB, and its tagging stage used 97-99 CPU s against 113-134.
     "spark.sql.inMemoryColumnarStorage.compressed": "false",
 }
+
+
+_DRIVER_JAVA_OPTIONS = "spark.driver.extraJavaOptions"
+LOG_DIR = Path(os.environ.get("SEQREC_LOG_DIR", Path(tempfile.gettempdir()) / "seqrec-logs"))
+
+
+def _local_logging(app_name: str) -> str:
+    """The driver JVM options that give a local session its log4j set-up: Spark's warnings
+    and errors on stderr as usual, but the executor's and the task scheduler's in a log file
+    of their own (named in :func:`seqrec.errors.run`'s message when the job fails).
+
+    ``setLogLevel("ERROR")`` only raises the root logger's threshold, and a failed task is
+    logged at ERROR (``Executor: Exception in task``, with the whole JVM stack, ~40 lines for a
+    truncated gzip): the driver already raises that failure as an exception, which the job
+    turns into one paragraph (an input error) or a traceback (a bug), so the terminal need not
+    show it twice."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    conf = LOG_DIR / "log4j2-local.properties"
+    if not conf.is_file() or conf.read_text() != _LOCAL_LOG4J2:
+        partial = conf.with_name(f"{conf.name}.{os.getpid()}.part")  # concurrent jobs
+        partial.write_text(_LOCAL_LOG4J2)
+        partial.replace(conf)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in app_name)
+    log = LOG_DIR / f"{name}-{stamp}-{os.getpid()}.log"
+    errors.set_spark_log(log)
+    return f"-Dlog4j2.configurationFile=file:{conf} -Dseqrec.tasks.log={log}"
 
 
 def under_spark_submit() -> bool:
@@ -212,7 +242,11 @@ def get_spark(
     # Python workers must run the same interpreter (and virtual environment) as the driver.
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = builder.master(master or os.environ.get("SEQREC_SPARK_MASTER", "local[*]"))
-    for key, value in {**_LOCAL_DEFAULTS, **wanted, **(conf or {})}.items():
+    settings = {**_LOCAL_DEFAULTS, **wanted, **(conf or {})}
+    java_options = settings.get(_DRIVER_JAVA_OPTIONS, "")
+    if "log4j2.configurationFile" not in java_options:  # else the caller's own log set-up
+        settings[_DRIVER_JAVA_OPTIONS] = f"{java_options} {_local_logging(app_name)}".strip()
+    for key, value in settings.items():
         builder = builder.config(key, value)
     if delta:
         builder = builder.config("spark.jars", ",".join(str(p) for p in ensure_delta_jars()))
@@ -274,6 +308,29 @@ def configure_spark_home(python: str | None = None, jars: list[Path] | None = No
     link.symlink_to(home, target_is_directory=True)
     return home
 
+
+# A local session's log: _LOG4J2's console, and a file (created when first written to) for
+# the loggers that report each failed task with its whole JVM stack.
+_LOCAL_LOG4J2 = (
+    "# Written by seqrec.spark: the log of local sessions.\n"
+    + _LOG4J2.split("\n", 1)[1]
+    + """\
+appender.tasks.type = File
+appender.tasks.name = tasks
+appender.tasks.fileName = ${sys:seqrec.tasks.log}
+appender.tasks.createOnDemand = true
+appender.tasks.layout.type = PatternLayout
+appender.tasks.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.executor.name = org.apache.spark.executor.Executor
+logger.executor.level = warn
+logger.executor.additivity = false
+logger.executor.appenderRef.tasks.ref = tasks
+logger.tasks.name = org.apache.spark.scheduler.TaskSetManager
+logger.tasks.level = warn
+logger.tasks.additivity = false
+logger.tasks.appenderRef.tasks.ref = tasks
+"""
+)
 
 T = TypeVar("T")
 _WORKER_CACHE: dict[Hashable, Any] = {}

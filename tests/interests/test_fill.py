@@ -122,7 +122,7 @@ def test_build_fills_missing_item_categories_with_the_classifier(
     run_build(spark, config)
     built = {
         r[schemas.ITEM_ID]: r[schemas.CATEGORY]
-        for r in tables.read_parquet(spark, layout.items(output)).collect()
+        for r in tables.read_parquet(spark, layout.items(layout.resolve(output))).collect()
         if r[schemas.ITEM_ID] != "<unk>"  # the vocabulary's unknown-item row
     }
     assert built.keys() == set(ids)
@@ -134,6 +134,6 @@ def test_build_fills_missing_item_categories_with_the_classifier(
     for row in rows:  # known categories are kept whole, never replaced by a prediction
         if row[0] not in blanked:
             assert built[row[0]] is not None and row[3].endswith(built[row[0]])
-    vocab = tables.read_parquet(spark, layout.vocab(output, layout.CATEGORY_VOCAB))
+    vocab = tables.read_parquet(spark, layout.vocab(layout.resolve(output), layout.CATEGORY_VOCAB))
     keys = {r[schemas.VOCAB_KEY] for r in vocab.collect()}
     assert {built[i] for i in blanked if built[i] is not None} <= keys

@@ -189,12 +189,14 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     from pyspark.sql import functions as F
 
     from seqrec import schemas
+    from seqrec.io import layout
 
     _submit_environment(monkeypatch, tmp_path, champion)
     states = _test_dag(dagbag, "seqrec_nightly_scoring", datetime(2026, 11, 28, 2, tzinfo=UTC))
     assert states == {"build_sequences": "success", "score": "success", "run": "success"}
 
-    users = spark.read.parquet(str(champion["data"] / "sequences")).select(schemas.USER_ID)
+    build = layout.resolve(str(champion["data"]))  # the build the DAG published
+    users = spark.read.parquet(layout.sequences(build)).select(schemas.USER_ID)
     recs = spark.read.format("delta").load(str(champion["table"]))
     summary = recs.agg(
         F.count(F.lit(1)).alias("rows"),

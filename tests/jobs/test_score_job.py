@@ -15,7 +15,7 @@ import pytest
 import torch
 from delta.tables import DeltaTable
 
-from seqrec import schemas
+from seqrec import errors, schemas
 from seqrec.io import layout, registry
 from seqrec.models import build_model
 from seqrec.serve import recommender, scoring
@@ -112,7 +112,7 @@ def _snapshot(spark, table: Path) -> tuple[int, list]:
 
 def test_without_a_champion_the_job_stops_before_writing(setup, tmp_path: Path) -> None:
     table = tmp_path / "recs"
-    with pytest.raises(SystemExit, match="no 'champion' alias on model 'recs-job'"):
+    with pytest.raises(errors.NotFoundError, match="no 'champion' alias on model 'recs-job'"):
         _run(setup, table)
     assert not table.exists()
 
@@ -145,9 +145,9 @@ def test_refusals_leave_the_table_as_it_was(spark, setup) -> None:
         _run(setup, table, "--model-version", setup["moved"])
     with pytest.raises(scoring.ScoringInputError, match="needs the event type 'purchase'"):
         _run(setup, table, "--model-version", setup["fits"], "--exclude", "purchased")
-    with pytest.raises(SystemExit, match="no users to score"):
+    with pytest.raises(errors.EmptyDataError, match="no users to score"):
         _run(setup, table, "--model-version", setup["fits"], "--since", "2030-01-01")
-    with pytest.raises(SystemExit, match="model 'recs-job' has no version 99"):
+    with pytest.raises(errors.NotFoundError, match="model 'recs-job' has no version 99"):
         _run(setup, table, "--model-version", "99")
     assert _snapshot(spark, table) == before
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from seqrec import errors
 from seqrec.io import registry
 from tests.helpers import load_job, tiny_dataset
 
@@ -71,9 +72,9 @@ def test_train_then_evaluate_then_promote_only_when_better(
 
     first = train("2026-11-01", epochs=3)
     assert _champion() is None  # --no-promote leaves the alias alone
-    with pytest.raises(SystemExit, match="has not been evaluated"):
+    with pytest.raises(errors.NotFoundError, match="has not been evaluated"):
         promote("2026-11-01")
-    with pytest.raises(SystemExit, match="no version registered for run date 2026-10-01"):
+    with pytest.raises(errors.NotFoundError, match="no version registered for run date 2026-10-01"):
         evaluate("2026-10-01")
 
     evaluated = evaluate("2026-11-01")
@@ -100,6 +101,6 @@ def test_train_then_evaluate_then_promote_only_when_better(
     champion = _champion()
     other = first if champion == second else second
     MlflowClient().set_registered_model_alias(NAME, registry.CHAMPION, other)
-    with pytest.raises(SystemExit, match=f"the champion is now {other}"):
+    with pytest.raises(errors.NotFoundError, match=f"the champion is now {other}"):
         promote("2026-11-15")
     assert _champion() == other

@@ -31,7 +31,7 @@ def test_wrong_delimiter_fails_the_build_before_anything_is_written(spark, tmp_p
     output = tmp_path / "out"
     with pytest.raises(InputFormatError, match=r"semicolons\.csv.*wrong delimiter"):
         run_build(spark, _config(path, output))
-    published = {layout.SEQUENCES, layout.QUARANTINE, layout.REPORT}
+    published = {layout.SEQUENCES, layout.QUARANTINE, layout.REPORT, layout.CURRENT}
     assert not any(p.name in published for p in output.rglob("*"))
 
 
@@ -47,7 +47,8 @@ def test_truncated_gzip_fails_the_build_with_a_paragraph(spark, tmp_path: Path) 
     with pytest.raises(InputFormatError, match=r"cut\.csv\.gz.*truncated") as err:
         run_build(spark, _config(path, output))
     assert "\n" not in str(err.value) and "at org.apache" not in str(err.value)
-    assert not Path(layout.sequences(str(output))).exists()
+    assert not Path(layout.pointer(str(output))).exists()
+    assert not list(output.glob(f"{layout.BUILDS}/*"))  # the failed run's folder is removed
 
 
 def test_a_utf16_file_is_named_as_such_although_the_cache_keeps_only_rejected_lines(
@@ -64,7 +65,8 @@ def test_a_utf16_file_is_named_as_such_although_the_cache_keeps_only_rejected_li
     output = tmp_path / "out"
     with pytest.raises(InputFormatError, match=r"wide\.csv.*NUL bytes.*UTF-16"):
         run_build(spark, _config(path, output))
-    assert not Path(layout.sequences(str(output))).exists()
+    assert not Path(layout.pointer(str(output))).exists()
+    assert not list(output.glob(f"{layout.BUILDS}/*"))
 
 
 @pytest.mark.parametrize("collapse", [False, True])
@@ -83,18 +85,17 @@ def test_sequences_and_vocabularies_count_the_same_events(spark, tmp_path, colla
     output = tmp_path / "out"
     config = _config(path, output)
     report = run_build(spark, replace(config, collapse_repeats=collapse))
+    build = layout.resolve(str(output))
 
     item_ids = {
         row["idx"]: row["key"]
-        for row in spark.read.parquet(layout.vocab(str(output), layout.ITEM_VOCAB)).collect()
+        for row in spark.read.parquet(layout.vocab(build, layout.ITEM_VOCAB)).collect()
     }
     types = {
         row["idx"]: row["key"]
-        for row in spark.read.parquet(layout.vocab(str(output), layout.EVENT_TYPE_VOCAB)).collect()
+        for row in spark.read.parquet(layout.vocab(build, layout.EVENT_TYPE_VOCAB)).collect()
     }
-    users = {
-        row["user_id"]: row for row in spark.read.parquet(layout.sequences(str(output))).collect()
-    }
+    users = {row["user_id"]: row for row in spark.read.parquet(layout.sequences(build)).collect()}
     u1 = users["u1"]
     if collapse:
         assert [item_ids[i] for i in u1["item_idx"]] == ["i1", "i2", "i1"]
@@ -107,7 +108,7 @@ def test_sequences_and_vocabularies_count_the_same_events(spark, tmp_path, colla
     assert [item_ids[i] for i in users["u2"]["item_idx"]] == ["i3"]
     counts = {
         row["key"]: row["count"]
-        for row in spark.read.parquet(layout.vocab(str(output), layout.ITEM_VOCAB)).collect()
+        for row in spark.read.parquet(layout.vocab(build, layout.ITEM_VOCAB)).collect()
     }
     in_sequences = [item_ids[i] for row in users.values() for i in row["item_idx"]]
     assert counts == {"<unk>": 0, **{k: in_sequences.count(k) for k in set(in_sequences)}}

@@ -315,3 +315,24 @@ def test_kept_and_quarantined_split_the_rows_by_contract(spark) -> None:
             S.QUARANTINE,
         ),
     )
+
+
+def test_adapter_verdicts_are_reasons_of_their_own_and_control_characters_make_ids_bad(
+    spark,
+) -> None:
+    cases = [
+        (raw_row(1, error="undecodable"), clean.REASON_UNDECODABLE),
+        (raw_row(2, error="implausible_time"), clean.REASON_IMPLAUSIBLE_TIME),
+        (raw_row(3, error="bad_item_id"), clean.REASON_BAD_ITEM),  # a numeric format's verdict
+        (raw_row(4, error="unparseable timestamp"), "parse:unparseable timestamp"),
+        (raw_row(5, user="u\x001"), clean.REASON_BAD_USER),  # NUL
+        (raw_row(6, item="i\x7f"), clean.REASON_BAD_ITEM),  # DEL
+        (raw_row(7, item="i\u0085"), clean.REASON_BAD_ITEM),  # a C1 control (NEL)
+        (raw_row(8, item="\uff11\uff12"), None),  # full-width digits: a fine canonical id
+        (raw_row(9, item="caf\u00e9"), None),
+    ]
+    rows = [(r[0], f"i{r[9]}" if r[1] == "i1" else r[1], *r[2:]) for r, _ in cases]
+    assertDataFrameEqual(
+        reasons_of(spark, rows),
+        expected_reasons(spark, [(r[9], reason) for r, reason in cases]),
+    )

@@ -10,6 +10,7 @@ from pyspark.testing import assertDataFrameEqual
 
 from seqrec import schemas as S
 from seqrec.prep.sequences import build_sequences, split_leave_one_out, time_split_train
+from seqrec.train.streams import split_points
 
 T0 = datetime(2026, 11, 1, 10, 0, 0, tzinfo=UTC)
 E0 = int(T0.timestamp())
@@ -170,8 +171,36 @@ def test_leave_one_out_gives_train_valid_test_prefixes(spark) -> None:
                 split_row("three", S.SPLIT_TRAIN, [5], [10], [0]),
                 split_row("three", S.SPLIT_VALID, [5, 6], [10, 20], [0, 0]),
                 split_row("three", S.SPLIT_TEST, [5, 6, 7], [10, 20, 30], [0, 0, 0]),
-                split_row("short", S.SPLIT_TRAIN, [8, 9], [10, 20], [0, 1]),  # too short to test
+                # Two events: tested on the second after one event of history; no validation
+                # target (it would have no history) and nothing left to train on.
+                split_row("short", S.SPLIT_TEST, [8, 9], [10, 20], [0, 1]),
             ],
             S.LOO_SEQUENCES,
         ),
     )
+
+
+def test_leave_one_out_rows_agree_with_the_streamed_split_points(spark) -> None:
+    # The Spark table and the training job's streams must hold out the same targets for every
+    # length, the short ones above all (they used to disagree on users with two events).
+    lengths = range(1, 7)
+    sequences = spark.createDataFrame(
+        [
+            sequence_row(f"u{n}", list(range(1, n + 1)), [10 * k for k in range(n)], [0] * n, n)
+            for n in lengths
+        ],
+        S.SEQUENCES,
+    )
+    expected = set()
+    for n in lengths:
+        train_len, valid_pos, test_pos = split_points(n, n, "loo")
+        if train_len >= 1:
+            expected.add((f"u{n}", S.SPLIT_TRAIN, tuple(range(1, train_len + 1))))
+        for split, pos in ((S.SPLIT_VALID, valid_pos), (S.SPLIT_TEST, test_pos)):
+            if pos >= 1:  # a target after at least one event of history
+                expected.add((f"u{n}", split, tuple(range(1, pos + 2))))
+    rows = split_leave_one_out(sequences).collect()
+    assert {(r[S.USER_ID], r[S.SPLIT], tuple(r[S.SEQ_ITEMS])) for r in rows} == expected
+    assert len(rows) == len(expected)
+    # The rule itself, spelled out for the short users.
+    assert {e for e in expected if e[0] in ("u1", "u2")} == {("u2", S.SPLIT_TEST, (1, 2))}

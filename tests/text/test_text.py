@@ -217,10 +217,10 @@ def test_build_writes_item_vectors_that_training_and_serving_keep(
         source="synthetic", output=str(output), run_date="2026-11-28", events=3000, seed=3
     )
     report = run_build(spark, build)
-    items = pq.read_table(layout.items(str(output))).to_pylist()
+    items = pq.read_table(layout.items(layout.resolve(str(output)))).to_pylist()
     titled = [r for r in items if r[schemas.TITLE]]
     assert titled and report["counts"]["item_vectors"] == len(titled)
-    assert report["outputs"]["item_vectors"] == layout.item_vectors(str(output))
+    assert report["outputs"]["item_vectors"] == layout.item_vectors(layout.resolve(str(output)))
 
     config = TrainJobConfig(
         data=str(output),
@@ -235,7 +235,7 @@ def test_build_writes_item_vectors_that_training_and_serving_keep(
     )
     result = run_distributed(config)
     assert result["item_vectors"] == {
-        "path": layout.item_vectors(str(output)),
+        "path": layout.item_vectors(layout.resolve(str(output))),
         "items_with_vectors": len(titled),
         "dim": 384,
     }
@@ -263,6 +263,6 @@ def test_build_writes_item_vectors_that_training_and_serving_keep(
 
     # A run without vectors removes the previous run's, and training then uses none.
     run_build(spark, replace(build, item_vectors=False))
-    assert not Path(layout.item_vectors(str(output))).exists()
+    assert not Path(layout.item_vectors(layout.resolve(str(output)))).exists()
     assert load_item_vectors(config) is None
     assert "item_vector_dim" not in model_fields(config)

@@ -11,13 +11,13 @@ from seqrec.io import layout
 from seqrec.train.job import TrainJobConfig, item_vectors_path, max_idx, model_fields
 from tests.helpers import N_ITEMS, tiny_dataset
 
-REQUIRED = ["--data", "d", "--run-date", "2026-11-28"]
+REQUIRED = ["--data", ".", "--run-date", "2026-11-28"]  # --data must exist
 
 
 def test_command_line_defaults_are_the_config_defaults() -> None:
     parsed = TrainJobConfig.from_args(REQUIRED)
     # GPUs are used whenever CUDA is visible, without --use-gpu
-    assert parsed == TrainJobConfig("d", "2026-11-28", use_gpu=torch.cuda.is_available())
+    assert parsed == TrainJobConfig(".", "2026-11-28", use_gpu=torch.cuda.is_available())
 
 
 def test_flags_fill_typed_fields() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 import torch
 from torch import nn
 
 from seqrec.models import SequentialRecommender, build_model
-from seqrec.models.batch import CATEGORY_IDX, EVENT_TYPE_IDX, ITEM_IDX
+from seqrec.models.batch import CATEGORY_IDX, EVENT_TYPE_IDX, ITEM_IDX, Batch
 from seqrec.train.batches import EvalBatches, TrainBatches, pad_left
 from seqrec.train.loop import TrainConfig, TrainResult, choose_device, evaluate, train
 
@@ -52,12 +54,48 @@ def test_other_losses_train(loss: str) -> None:
     assert result.history[-1]["loss"] < result.history[0]["loss"]
 
 
-def test_early_stopping_and_the_best_state() -> None:
-    result = fit("sasrec", lr=0.0, patience=2)  # nothing improves after epoch 1
-    assert result.best_epoch == 1
-    assert len(result.history) == 3
+class ScriptedValidation:
+    """Validation whose monitored figure the test decides: at the end of every epoch (when
+    the loop reads it) it keeps a copy of the model's weights, then serves the real targets on
+    ``good_pass`` and, on every other pass, targets from the history, which the masked ranking
+    counts as misses (MRR 0)."""
+
+    def __init__(self, model: SequentialRecommender, good_pass: int) -> None:
+        self.model = model
+        self.good_pass = good_pass
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+
+    def __iter__(self) -> Iterator[Batch]:
+        self.snapshots.append({k: v.clone() for k, v in self.model.state_dict().items()})
+        histories = [s[:-1] for s in SEQUENCES]
+        good = len(self.snapshots) == self.good_pass
+        targets = [s[-1] if good else h[-1] for s, h in zip(SEQUENCES, histories, strict=True)]
+        yield from EvalBatches(histories, targets, batch_size=16, max_len=6)
+
+
+def test_early_stopping_restores_the_best_epoch_not_the_last() -> None:
+    # The weights keep changing after the best epoch (lr 1e-2 on the cycle), so the last and
+    # the best weights differ, and only the best may come back.
     model = tiny("sasrec")
-    model.load_state_dict(result.best_state)
+    valid = ScriptedValidation(model, good_pass=2)
+    batches = TrainBatches([s[:-1] for s in SEQUENCES], batch_size=16, width=7, seed=0)
+    config = TrainConfig(
+        epochs=20, lr=1e-2, warmup_steps=1, patience=3, monitor="mrr", device="cpu"
+    )
+    result = train(model, batches, valid, config)
+    assert result.best_epoch == 2
+    assert len(result.history) == 2 + 3  # stopped after `patience` epochs without a better one
+    assert [row["valid_mrr"] for row in result.history][2:] == [0.0, 0.0, 0.0]
+    assert result.best_metrics["mrr"] == result.history[1]["valid_mrr"] > 0.0
+    best, last = valid.snapshots[1], model.state_dict()
+    assert result.best_state.keys() == best.keys()
+    for key, value in result.best_state.items():
+        torch.testing.assert_close(value, best[key], rtol=0, atol=0)
+    assert any(not torch.equal(best[k], last[k]) for k in best)  # the test can tell them apart
+    restored = tiny("sasrec")
+    restored.load_state_dict(result.best_state)
+    _, real_valid = splits()
+    assert evaluate(restored, real_valid) == result.best_metrics
 
 
 def test_same_seed_same_history() -> None:

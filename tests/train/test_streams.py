@@ -37,6 +37,10 @@ def _write_sequences(path: Path, users: list[tuple[str, list[int], list[int], in
 def test_split_points_leave_one_out_and_time() -> None:
     # 5 events, leave-one-out: train on [:3], validate on position 3, test on position 4.
     assert streams.split_points(5, 5, "loo") == (3, 3, 4)
+    # 2 events: test the second after one event of history; no validation, nothing to train on
+    # (split_leave_one_out writes the same rows, see tests/prep/test_sequences.py).
+    assert streams.split_points(2, 2, "loo") == (0, -1, 1)
+    assert streams.split_points(1, 1, "loo") == (0, -1, -1)
     # time split with 3 events before the cut-off: train [:2], validate position 2, test 3.
     assert streams.split_points(5, 3, "time") == (2, 2, 3)
     # everything before the cut-off: no test target for this user.

@@ -98,6 +98,15 @@ class TrainInterestsConfig:
     # what to train and how: its fields are options of their own (--mode, --depth, ...)
     classifier: InterestConfig = InterestConfig()
 
+    def check(self) -> str | None:
+        from seqrec.interests.datasets import DATASETS  # with pandas: only for the job
+
+        named = self.items in DATASETS
+        path = f"{self.data_root}/{DATASETS[self.items]}" if named else self.items
+        return config.at_least(self, 0, "limit", "threads") or config.missing_path(
+            path, f"--items {self.items!r}:" if named else "--items"
+        )  # the classifier's own fields are checked by InterestConfig
+
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TrainInterestsConfig:
         return config.parse(cls, argv, prog="train_interests.py", description=DESCRIPTION)

@@ -3,21 +3,28 @@
 Paths go through Hadoop's FileSystem API (reached via the session's JVM), so the same code
 works on a local disk, HDFS or an object store that Spark is configured for.
 
-A job stages every Parquet output under ``layout.staging(output, run_id)`` and publishes them
-with :func:`publish` only after everything has been computed: a job that fails half way leaves
-the previously published outputs untouched.
+A build writes every output into a folder of its own and is published by one atomic switch of
+a small pointer file (:func:`replace_text`): a job killed at any moment leaves the previously
+published build whole (see :mod:`seqrec.io.layout`).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from seqrec.io import layout
+
+TEMPORARY = ".tmp"  # the suffix of a file written before it is renamed into place
+# URI schemes of object stores: an object appears whole or not at all, and rename is a copy.
+OBJECT_STORES = ("s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs", "oss")
 
 
 def _fs_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
@@ -135,30 +142,95 @@ def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()
     )
 
 
-def publish(spark: SparkSession, staged: str, output: str, names: list[str]) -> None:
-    """Move ``staged/<name>`` to ``output/<name>`` for each name, replacing what was there.
+def list_names(spark: SparkSession, folder: str) -> list[str]:
+    """The names of the entries of ``folder`` (none when it does not exist), sorted."""
+    fs, hpath = _fs_path(spark, folder)
+    if not fs.exists(hpath):
+        return []
+    return sorted(str(status.getPath().getName()) for status in fs.listStatus(hpath))
 
-    Each replacement is two renames (old aside, new in), done only after every output was
-    written; the old copies are deleted last.
+
+def write_delta(df: DataFrame, path: str, partition_by: str) -> None:
+    """Write ``df`` as a new Delta table at ``path``, partitioned by ``partition_by``."""
+    df.write.format("delta").mode("overwrite").partitionBy(partition_by).save(path)
+
+
+def replace_text(spark: SparkSession, path: str, text: str) -> None:
+    """Replace the small file at ``path`` with ``text`` in one atomic step: a reader sees the
+    old contents or the new, never a part.
+
+    The text is written to a temporary name beside ``path`` and renamed over it: POSIX rename
+    on a local disk, ``FileContext.rename(OVERWRITE)`` on HDFS, both atomic. A kill before the
+    rename leaves the temporary file, which readers never open and the next build removes. An
+    object store (S3, GCS, Azure) has no atomic rename (its rename is a copy), but it shows an
+    object only once it is whole, so there the file is written in place by one upload.
     """
-    fs, _ = _fs_path(spark, output)
+    if urlparse(path).scheme in OBJECT_STORES:
+        write_text(spark, path, text)
+        return
+    temporary = f"{path}.{uuid.uuid4().hex[:8]}{TEMPORARY}"
+    if layout.is_local(path):
+        local = layout.local_path(temporary)
+        with open(local, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())  # on disk before it can become the pointer
+        os.replace(local, layout.local_path(path))
+        return
+    write_text(spark, temporary, text)
     jvm = spark.sparkContext._jvm
-    assert jvm is not None
-    path = jvm.org.apache.hadoop.fs.Path
-    aside = f"{staged}_previous"
-    for name in names:
-        src, dst, old = path(f"{staged}/{name}"), path(f"{output}/{name}"), path(f"{aside}/{name}")
-        if not fs.exists(src):
-            raise FileNotFoundError(f"staged output {staged}/{name} is missing; nothing published")
-        if fs.exists(dst):
-            fs.mkdirs(path(aside))
-            if not fs.rename(dst, old):
-                raise OSError(f"could not move {output}/{name} aside")
-        fs.mkdirs(dst.getParent())
-        if not fs.rename(src, dst):
-            raise OSError(f"could not publish {staged}/{name} to {output}/{name}")
-    fs.delete(path(aside), True)
-    fs.delete(path(staged), True)
-    staging_root = path(f"{output.rstrip('/')}/{layout.STAGING}")
-    if fs.exists(staging_root) and len(fs.listStatus(staging_root)) == 0:
-        fs.delete(staging_root, True)
+    assert jvm is not None, "needs a classic (JVM) SparkSession"
+    hadoop = jvm.org.apache.hadoop.fs
+    conf = spark.sparkContext._jsc.hadoopConfiguration()  # type: ignore[union-attr]
+    target = hadoop.Path(path)
+    context = hadoop.FileContext.getFileContext(target.toUri(), conf)
+    overwrite = spark.sparkContext._gateway.new_array(hadoop.Options.Rename, 1)  # type: ignore[union-attr]
+    overwrite[0] = hadoop.Options.Rename.OVERWRITE
+    context.rename(hadoop.Path(temporary), target, overwrite)
+
+
+def switch_build(spark: SparkSession, output: str, run_id: str, keep_builds: int) -> dict[str, Any]:
+    """Make the finished build ``run_id`` of ``output`` the current one: the publishing step.
+
+    One atomic replacement of ``output``'s pointer (:func:`replace_text`); the builds that were
+    current before, newest first, are kept up to ``keep_builds`` builds in all. Returns the new
+    pointer's contents; nothing is deleted here (see :func:`remove_stale_builds`).
+    """
+    before = layout.read_pointer(output, spark)
+    earlier = [] if before is None else [before["current"], *before["retained"]]
+    retained = [r for r in earlier if r != run_id][: max(keep_builds - 1, 0)]
+    replace_text(spark, layout.pointer(output), layout.pointer_text(run_id, retained))
+    return {"current": run_id, "retained": retained}
+
+
+def remove_stale_builds(
+    spark: SparkSession, output: str, keep: dict[str, Any] | None, running: str | None = None
+) -> list[str]:
+    """Delete what no reader of ``output`` can reach: every build folder that is neither
+    current nor retained by the pointer ``keep`` (unfinished builds of killed runs, builds past
+    the retention), pointer files a kill left half-switched, the ``_staging/`` folder of older
+    versions and, once ``output`` has a pointer, the outputs an older version wrote straight
+    under it. ``running`` is this run's own build folder, never deleted. Returns what was
+    deleted, as paths.
+
+    Only one build of an output may run at a time: a second would see the first's unfinished
+    folder as stale.
+    """
+    kept = set() if keep is None else {keep["current"], *keep["retained"]}
+    if running is not None:
+        kept.add(running)
+    builds = layout.builds(output)
+    stale = [f"{builds}/{name}" for name in list_names(spark, builds) if name not in kept]
+    names = list_names(spark, output)
+    stale += [
+        f"{output}/{name}"
+        for name in names
+        if name.startswith(f"{layout.CURRENT}.") and name.endswith(TEMPORARY)
+    ]
+    if layout.LEGACY_STAGING in names:
+        stale.append(f"{output}/{layout.LEGACY_STAGING}")
+    if keep is not None:
+        stale += [f"{output}/{name}" for name in layout.FLAT_OUTPUTS if name in names]
+    for path in stale:
+        delete(spark, path)
+    return stale

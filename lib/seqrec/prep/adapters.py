@@ -6,12 +6,21 @@ rows. Both are built from the line readers and value parsers of :mod:`seqrec.pre
 :mod:`seqrec.prep.sources` names them in its registry and is the entry point
 (:func:`~seqrec.prep.sources.read_events`, :func:`~seqrec.prep.sources.read_items`).
 
+Each adapter knows its format's time unit and its earliest plausible day (:data:`EARLIEST`):
+a time before that day, or an epoch number too large for the unit, gets the verdict
+``implausible_time`` (a unit mix-up: seconds read as milliseconds land in January 1970).
+Formats whose ids are numbers (Taobao, OTTO, Yoochoose, Diginetica, MovieLens, RetailRocket)
+reject an id that is not ASCII digits (``bad_user_id`` / ``bad_item_id``). The canonical
+formats take any id and time; the cleaning step still rejects pre-1970 and future times.
+
 To add a source: write its adapter here, then register it in ``sources.SOURCES`` with what a
-good file looks like (its layout, delimiter, header and time format), which the error messages
-quote.
+good file looks like (its layout, delimiter, header, time format and unit, earliest day),
+which the error messages quote.
 """
 
 from __future__ import annotations
+
+from datetime import date
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -21,6 +30,8 @@ from pyspark.sql import types as T
 
 from seqrec.prep.diagnose import InputFormatError, header_message, spark_failure
 from seqrec.prep.readers import (
+    BAD_ITEM_ID,
+    BAD_USER_ID,
     FIELDS,
     LINE,
     LINEAGE,
@@ -36,10 +47,13 @@ from seqrec.prep.readers import (
     field,
     field_count_error,
     first_line,
+    implausible_before,
+    implausible_epoch,
     iso_time,
     item_meta,
     line_and_position,
     list_files,
+    not_numeric,
     raw_events,
     read_lines,
     with_csv_fields,
@@ -71,6 +85,19 @@ from seqrec.schemas import (
 )
 
 # --- source-specific constants -----------------------------------------------------------------
+# The earliest plausible event time of each clickstream format (a UTC day). None of these logs
+# predates the commercial web: the oldest, MovieLens, starts in 1995 (Taobao 2017, OTTO 2022,
+# Yoochoose 2014, Diginetica 2016, RetailRocket 2015); the bound only has to catch unit
+# mix-ups, which land in 1970, so it leaves room for other dumps in the same format.
+WEB_ERA = date(1995, 1, 1)
+EARLIEST: dict[str, date] = {
+    "taobao": WEB_ERA,
+    "otto": WEB_ERA,
+    "yoochoose": WEB_ERA,
+    "diginetica": WEB_ERA,
+    "movielens": WEB_ERA,
+    "retailrocket": WEB_ERA,
+}
 TAOBAO_EVENT_TYPES = {"pv": VIEW, "cart": CART, "fav": FAV, "buy": PURCHASE}
 OTTO_EVENT_TYPES = {"clicks": CLICK, "carts": CART, "orders": PURCHASE}
 RETAILROCKET_EVENT_TYPES = {"view": VIEW, "addtocart": CART, "transaction": PURCHASE}
@@ -144,6 +171,7 @@ def canonical_csv_events(spark: SparkSession, path: str) -> DataFrame:
     }
     errors = [
         field_count_error(n),
+        implausible_epoch(time_text, event_time, None),
         failed(time_text, event_time, "unparseable timestamp"),
         failed(price_text, price, "unparseable price"),
     ]
@@ -176,6 +204,7 @@ def canonical_json_events(spark: SparkSession, path: str) -> DataFrame:
     }
     errors = [
         F.when(F.col(f"{_JSON}.{_CORRUPT}").isNotNull(), F.lit("invalid json")),
+        implausible_epoch(time_text, event_time, None),
         failed(time_text, event_time, "unparseable timestamp"),
         failed(price_text, price, "unparseable price"),
     ]
@@ -229,6 +258,7 @@ def canonical_parquet_events(spark: SparkSession, path: str) -> DataFrame:
         TEXT: F.col(TEXT).try_cast(T.StringType()) if TEXT in types else F.lit(None),
     }
     errors = [
+        implausible_epoch(time_given, event_time, None),
         failed(time_given, event_time, "unparseable timestamp"),
         failed(F.col(PRICE) if PRICE in types else F.lit(None), price, "unparseable price"),
     ]
@@ -237,16 +267,22 @@ def canonical_parquet_events(spark: SparkSession, path: str) -> DataFrame:
 
 def taobao_events(spark: SparkSession, path: str) -> DataFrame:
     rows = with_fields(read_lines(spark, path), ",")
-    time_text = field(4, 5)
+    time_text, user, item = field(4, 5), field(0, 5), field(1, 5)
     event_time = epoch(time_text)
     values = {
-        USER_ID: field(0, 5),
-        ITEM_ID: field(1, 5),
+        USER_ID: user,
+        ITEM_ID: item,
         CATEGORY: field(2, 5),
         EVENT_TYPE: event_type(field(3, 5), TAOBAO_EVENT_TYPES),
         EVENT_TIME: event_time,
     }
-    errors = [field_count_error(5), failed(time_text, event_time, "unparseable timestamp")]
+    errors = [
+        field_count_error(5),
+        implausible_epoch(time_text, event_time, EARLIEST["taobao"]),
+        failed(time_text, event_time, "unparseable timestamp"),
+        not_numeric(user, BAD_USER_ID),
+        not_numeric(item, BAD_ITEM_ID),
+    ]
     return raw_events(rows, values, errors)
 
 
@@ -265,6 +301,7 @@ def otto_events(spark: SparkSession, path: str) -> DataFrame:
         return F.nullif(F.trim(F.try_variant_get(event, f"$.{name}", "string")), F.lit(""))
 
     session_id = F.nullif(F.trim(F.try_variant_get(session, "$", "string")), F.lit(""))
+    item = event_key("aid")
     time_text = event_key("ts")
     event_time = epoch(time_text, 1000)
     invalid = F.col(f"{_JSON}.{_CORRUPT}").isNotNull()
@@ -273,14 +310,17 @@ def otto_events(spark: SparkSession, path: str) -> DataFrame:
     values = {
         USER_ID: session_id,
         SOURCE_SESSION_ID: session_id,
-        ITEM_ID: event_key("aid"),
+        ITEM_ID: item,
         EVENT_TIME: event_time,
         EVENT_TYPE: event_type(event_key("type"), OTTO_EVENT_TYPES),
     }
     errors = [
         F.when(invalid, F.lit("invalid json")),
         F.when(no_event, F.lit("no events")),
+        implausible_epoch(time_text, event_time, EARLIEST["otto"]),
         failed(time_text, event_time, "unparseable timestamp"),
+        not_numeric(session_id, BAD_USER_ID),
+        not_numeric(item, BAD_ITEM_ID),
     ]
     exploded = rows.withColumns(
         {
@@ -303,11 +343,13 @@ def yoochoose_events(spark: SparkSession, path: str) -> DataFrame:
     time_text = F.when(is_tsv, field(2, 3)).when(~is_tsv, field(1, 4))
     event_time = F.when(is_tsv, epoch(time_text)).when(~is_tsv, iso_time(time_text))
     session = F.when(is_tsv, field(0, 3)).when(~is_tsv, field(0, 4))
+    item = F.when(is_tsv, field(1, 3)).when(~is_tsv, field(2, 4))
     parsed = F.when(is_tsv, F.size(FIELDS) == 3).when(~is_tsv, F.size(FIELDS) == 4)
+    earliest = EARLIEST["yoochoose"]
     values = {
         USER_ID: session,
         SOURCE_SESSION_ID: session,
-        ITEM_ID: F.when(is_tsv, field(1, 3)).when(~is_tsv, field(2, 4)),
+        ITEM_ID: item,
         EVENT_TIME: event_time,
         EVENT_TYPE: F.when(parsed, F.lit(CLICK)),
         # RecSys'15: "0" means the category is missing; "S" (special offer) and brand ids are kept.
@@ -315,7 +357,12 @@ def yoochoose_events(spark: SparkSession, path: str) -> DataFrame:
     }
     errors = [
         F.when(is_tsv, field_count_error(3)).when(~is_tsv, field_count_error(4)),
+        F.when(is_tsv, implausible_epoch(time_text, event_time, earliest)).when(
+            ~is_tsv, implausible_before(event_time, earliest)
+        ),
         failed(time_text, event_time, "unparseable timestamp"),
+        not_numeric(session, BAD_USER_ID),
+        not_numeric(item, BAD_ITEM_ID),
     ]
     return raw_events(rows, values, errors)
 
@@ -323,20 +370,24 @@ def yoochoose_events(spark: SparkSession, path: str) -> DataFrame:
 def diginetica_events(spark: SparkSession, path: str) -> DataFrame:
     header = ";".join(DIGINETICA_HEADER)
     rows = with_fields(read_lines(spark, path, header=header), ";")
-    session, timeframe, day = field(0, 5), field(3, 5), field(4, 5)
+    session, timeframe, day, item = field(0, 5), field(3, 5), field(4, 5), field(2, 5)
     event_time = date_plus_ms(day, timeframe)
     # Anonymous sessions (user_id NA) become their own user, prefixed so ids cannot collide.
-    user = F.coalesce(F.nullif(field(1, 5), F.lit("NA")), F.concat(F.lit("s:"), session))
+    known_user = F.nullif(field(1, 5), F.lit("NA"))
+    user = F.coalesce(known_user, F.concat(F.lit("s:"), session))
     values = {
         USER_ID: user,
         SOURCE_SESSION_ID: session,
-        ITEM_ID: field(2, 5),
+        ITEM_ID: item,
         EVENT_TIME: event_time,
         EVENT_TYPE: F.when(F.size(FIELDS) == 5, F.lit(VIEW)),
     }
     errors = [
         field_count_error(5),
+        implausible_before(event_time, EARLIEST["diginetica"]),
         failed(F.concat(day, timeframe), event_time, "unparseable timestamp"),
+        not_numeric(F.coalesce(known_user, session), BAD_USER_ID),
+        not_numeric(item, BAD_ITEM_ID),
     ]
     return raw_events(rows, values, errors)
 
@@ -367,30 +418,42 @@ def amazon_events(spark: SparkSession, path: str) -> DataFrame:
 
 def movielens_events(spark: SparkSession, path: str) -> DataFrame:
     rows = with_fields(read_lines(spark, path), "\t")
-    time_text = field(3, 4)
+    time_text, user, item = field(3, 4), field(0, 4), field(1, 4)
     event_time = epoch(time_text)
     values = {
-        USER_ID: field(0, 4),
-        ITEM_ID: field(1, 4),
+        USER_ID: user,
+        ITEM_ID: item,
         EVENT_TIME: event_time,
         EVENT_TYPE: F.when(F.size(FIELDS) == 4, F.lit(RATING)),
     }
-    errors = [field_count_error(4), failed(time_text, event_time, "unparseable timestamp")]
+    errors = [
+        field_count_error(4),
+        implausible_epoch(time_text, event_time, EARLIEST["movielens"]),
+        failed(time_text, event_time, "unparseable timestamp"),
+        not_numeric(user, BAD_USER_ID),
+        not_numeric(item, BAD_ITEM_ID),
+    ]
     return raw_events(rows, values, errors)
 
 
 def retailrocket_events(spark: SparkSession, path: str) -> DataFrame:
     header = ",".join(RETAILROCKET_HEADER)
     rows = with_fields(read_lines(spark, path, header=header), ",")
-    time_text = field(0, 5)
+    time_text, user, item = field(0, 5), field(1, 5), field(3, 5)
     event_time = epoch(time_text, 1000)
     values = {
-        USER_ID: field(1, 5),
-        ITEM_ID: field(3, 5),
+        USER_ID: user,
+        ITEM_ID: item,
         EVENT_TIME: event_time,
         EVENT_TYPE: event_type(field(2, 5), RETAILROCKET_EVENT_TYPES),
     }
-    errors = [field_count_error(5), failed(time_text, event_time, "unparseable timestamp")]
+    errors = [
+        field_count_error(5),
+        implausible_epoch(time_text, event_time, EARLIEST["retailrocket"]),
+        failed(time_text, event_time, "unparseable timestamp"),
+        not_numeric(user, BAD_USER_ID),
+        not_numeric(item, BAD_ITEM_ID),
+    ]
     return raw_events(rows, values, errors)
 
 
@@ -426,9 +489,12 @@ def amazon_items(spark: SparkSession, path: str) -> DataFrame:
             header_message(path, "amazon items", found, _AMAZON_ITEMS_HEADER, "\t")
         )
     n = len(_AMAZON_ITEMS_HEADER)
-    listed = with_fields(read_lines(spark, path, header=header), "\t").withColumn(
-        ATTRIBUTES, F.split(field(3, n), r"\|", -1)
+    # Item metadata has no quarantine: an undecodable line is read in its escaped form (see
+    # readers.escaped_bytes), so ids that differ only in their bad bytes stay apart.
+    lines = read_lines(spark, path, header=header).withColumn(
+        LINE, F.coalesce(F.col(LINE), F.col(RAW))
     )
+    listed = with_fields(lines, "\t").withColumn(ATTRIBUTES, F.split(field(3, n), r"\|", -1))
     # S3-Rec lists [brand, category path...], or [category path...] when the brand is unknown.
     # A path's first element also appears second in lists that do have a brand; a brand never
     # does. So the values seen second are the top-level categories (a small broadcast table).

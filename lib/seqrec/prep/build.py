@@ -4,9 +4,14 @@ read (adapter or generator) -> tag rejections -> check input files -> quarantine
 -> fill categories from item metadata -> sessionize -> vocabularies -> sequences -> items
 -> item text vectors (when the items have text) -> publish.
 
-Every output is staged under ``layout.staging(output, run_id)`` and published only after all
-were written, so a failed run leaves the previous outputs as they were. The quarantine is a
-Delta table with one partition per run date, replaced on rerun, so reruns are exact.
+Every output, the quarantine and the report included, is written into the run's own build
+folder (``layout.build(output, run_id)``), and the build is published by one atomic switch of
+``output``'s pointer (``tables.switch_build``): a reader resolving ``output`` sees the whole
+previous build or the whole new one, whenever the run is killed. The run first removes what
+killed runs left (``tables.remove_stale_builds``) and, after the switch, the builds past
+``--keep-builds``. The quarantine is a Delta table with one partition per run date: each build
+carries the previous build's partitions forward and replaces its own run date's, so reruns are
+exact and the history of every run date stays in the current build.
 
 The input is parsed once: the input-file check (:func:`seqrec.prep.sources.check_input`) runs on
 the persisted tagged rows, which carry every row's file, row and parse error, and the original
@@ -20,15 +25,15 @@ vocabularies must not count, so then :mod:`seqrec.prep.sessionize` runs first an
 
 When the items have text (title, brand, category or attributes), ``item_vectors`` holds one
 language-model vector per item (:mod:`seqrec.prep.items`); the train job feeds them to the model.
-A run that writes none (``--no-item-vectors``, or no text) removes a previous run's, so every
-published output comes from the same run.
+A run that writes none (``--no-item-vectors``, or no text) publishes a build without them, so
+every published output comes from the same run.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -37,6 +42,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seqrec import config, schemas
+from seqrec.errors import UsageError
 from seqrec.io import layout, tables
 from seqrec.prep import arrow_sequences, clean, items, sequences, sessionize, sources, vocab
 from seqrec.text import embedding
@@ -47,7 +53,11 @@ DESCRIPTION = (
 )
 SYNTHETIC = "synthetic"
 OUTPUTS = [layout.SEQUENCES, layout.ITEMS, layout.VOCAB]  # + ITEM_VECTORS when items have text
-_GENERATED = "raw"  # the synthetic input, generated inside the staging folder
+_GENERATED = "raw"  # the synthetic input, generated in the build folder; not published
+# The boundaries between the steps that write, in order: ``run_build``'s ``on_stage`` hook is
+# called at each (the fault-injection tests stop the build there).
+STAGED, QUARANTINED, REPORTED, SWITCHED = "staged", "quarantined", "reported", "switched"
+STAGES = (STAGED, QUARANTINED, REPORTED, SWITCHED)
 _EVENT_ORDER = "_event_order"  # each event's position in its user's (time, file, row) order
 
 
@@ -112,6 +122,11 @@ class BuildConfig:
     text_batch_size: int = config.option(
         embedding.DEFAULT_BATCH_SIZE, help="texts per encoder forward pass"
     )
+    keep_builds: int = config.option(
+        3,
+        help="builds kept under OUTPUT/builds, the current one included: a reader that resolved "
+        "an older build can finish reading it while this many newer builds are published",
+    )
     interest_model: str | None = config.option(
         None,
         help="interest classifier folder (jobs/train_interests.py): items whose metadata "
@@ -126,7 +141,24 @@ class BuildConfig:
     def check(self) -> str | None:
         if self.source != SYNTHETIC and not self.input:
             return f"--input is required for --source {self.source}"
-        return None
+        if self.keep_builds < 1:
+            return f"--keep-builds must be at least 1 (the current build), not {self.keep_builds}"
+        if self.cutoff:
+            try:
+                sequences.parse_cutoff(self.cutoff)
+            except ValueError:
+                return f"--cutoff {self.cutoff!r}: give 'YYYY-MM-DD[ HH:MM:SS]' (UTC)"
+        return (
+            config.missing_path(None if self.source == SYNTHETIC else self.input, "--input")
+            or config.missing_path(self.items, "--items")
+            or config.missing_path(self.text_model, "--text-model", folder=True)
+            or config.missing_path(self.interest_model, "--interest-model", folder=True)
+            or config.at_least(self, 1, "events", "max_session_events", "min_item_count")
+            or config.at_least(self, 1, "text_batch_size")
+            or config.at_least(self, 0, "holdout_days", "max_future_days", "shards")
+            or config.at_least(self, 0, "bot_max_events_per_day", "bot_min_median_gap_seconds")
+            or config.positive(self, "gap_minutes", "max_session_hours")
+        )
 
 
 class _Stages:
@@ -194,12 +226,12 @@ def tag_rows(
     )
 
 
-def previous_vocabularies(spark: SparkSession, output: str) -> dict[str, DataFrame | None]:
-    """The vocabularies an earlier run published under ``output`` (None where there is none)."""
+def previous_vocabularies(spark: SparkSession, previous: str) -> dict[str, DataFrame | None]:
+    """The vocabularies of the ``previous`` build folder (None where there is none)."""
     return {
         name: (
-            tables.read_parquet(spark, layout.vocab(output, name))
-            if tables.exists(spark, layout.vocab(output, name))
+            tables.read_parquet(spark, layout.vocab(previous, name))
+            if tables.exists(spark, layout.vocab(previous, name))
             else None
         )
         for name in vocab.VOCABS
@@ -303,19 +335,46 @@ def staged_sequence_counts(spark: SparkSession, staged: str) -> dict[str, int]:
     return counts
 
 
-def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
-    """Build, stage and publish every output of ``config``; returns the run report."""
+def quarantine_history(
+    spark: SparkSession, tagged: DataFrame, run_date: str, previous: str
+) -> DataFrame:
+    """The quarantine of the new build: this run's rejected rows, and every other run date's
+    partition of the ``previous`` build folder's quarantine (when it has one)."""
+    rows = clean.quarantined(tagged, run_date)
+    path = layout.quarantine(previous)
+    if not tables.is_delta(spark, path):
+        return rows
+    earlier = tables.read_delta(spark, path).where(F.col(schemas.RUN_DATE) != run_date)
+    # A quarantine written by an older version may lack a column added since: left null.
+    return earlier.unionByName(rows, allowMissingColumns=True).select(*rows.columns)
+
+
+def run_build(
+    spark: SparkSession, config: BuildConfig, on_stage: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Build every output of ``config`` into a new build folder and make it the current build
+    of ``config.output``; returns the run report.
+
+    ``on_stage`` is called with each of :data:`STAGES` as the run passes it. An exception
+    deletes the unfinished build folder; a kill (or any BaseException, such as Ctrl-C) leaves
+    it to the next run, which removes it before it starts.
+    """
     stages = _Stages()
+    reached = on_stage or (lambda stage: None)
     output = config.output.rstrip("/")
     run_id = f"{config.run_date}-{uuid.uuid4().hex[:8]}"
-    staged = layout.staging(output, run_id)
+    pointer = layout.read_pointer(output, spark)
+    previous = layout.resolve(output, spark)  # the current build (maybe flat, maybe none yet)
+    tables.remove_stale_builds(spark, output, pointer)
+    staged = layout.build(output, run_id)
     try:
         events_path, items_path = config.input, config.items
         if config.source == SYNTHETIC:
             events_path, items_path = generate_input(
                 spark, config.events, config.seed, f"{staged}/{_GENERATED}"
             )
-        assert events_path is not None
+        if events_path is None:  # a config made in code: check() never ran
+            raise UsageError(f"--input is required for --source {config.source}")
         raw, item_meta = read_input(spark, config.source, events_path, items_path)
         stages.done("read", f"source={config.source}")
         if config.interest_model:
@@ -335,13 +394,14 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
         stages.done("check", "input parsed, tagged and checked")
         accounting = clean.accounting(tagged)
         stages.done("clean", f"{accounting}")
+        sequences.check_events_kept(accounting, events_path)
 
         events = clean.kept_events(tagged).transform(items.fill_categories, item_meta)
         cutoff = sequences.resolve_cutoff(events, config.cutoff, config.holdout_days)
         seqs, vocabularies = sequences_and_vocabularies(
             events,
             cutoff,
-            previous_vocabularies(spark, output),
+            previous_vocabularies(spark, previous),
             config.run_date,
             config.min_item_count,
             config.collapse_repeats,
@@ -351,7 +411,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
         )
         stages.done("sessionize", f"cutoff={cutoff}")
         write_staged(staged, seqs, vocabularies, item_meta, config.shards)
-        stages.done("write", f"staged in {staged}")
+        stages.done("write", f"into {staged}")
 
         outputs = list(OUTPUTS)
         n_vectors = None
@@ -360,6 +420,7 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
         if n_vectors is not None:
             outputs.append(layout.ITEM_VECTORS)
             stages.done("embed", f"{n_vectors} item text vectors")
+        reached(STAGED)
 
         written = staged_sequence_counts(spark, staged)
         counts = {
@@ -372,26 +433,31 @@ def run_build(spark: SparkSession, config: BuildConfig) -> dict[str, Any]:
             **{f"vocab_{name}": int(frame.count()) for name, frame in vocabularies.items()},
             "item_vectors": n_vectors or 0,
         }
-        tables.replace_delta_partition(
-            clean.quarantined(tagged, config.run_date),
-            layout.quarantine(output),
+        tables.write_delta(
+            quarantine_history(spark, tagged, config.run_date, previous),
+            layout.quarantine(staged),
             schemas.RUN_DATE,
-            config.run_date,
         )
-        tables.publish(spark, staged, output, outputs)
-        if layout.ITEM_VECTORS not in outputs:
-            tables.delete(spark, layout.item_vectors(output))  # a previous run's, now stale
-        stages.done("publish", f"-> {output}")
-    except BaseException:
+        stages.done("quarantine", f"-> {layout.quarantine(staged)}")
+        reached(QUARANTINED)
+        if config.source == SYNTHETIC:
+            tables.delete(spark, f"{staged}/{_GENERATED}")  # input, not an output of the build
+        report = {
+            "config": asdict(config),
+            "build": run_id,
+            "cutoff": cutoff,
+            "accounting": accounting,
+            "counts": counts,
+            "timings_s": {**stages.timings, "total": stages.total},
+            "outputs": {name: f"{staged}/{name}" for name in [*outputs, layout.QUARANTINE]},
+        }
+        tables.write_json(spark, layout.report(staged), report)
+        reached(REPORTED)
+    except Exception:
         tables.delete(spark, staged)
         raise
-    report = {
-        "config": asdict(config),
-        "cutoff": cutoff,
-        "accounting": accounting,
-        "counts": counts,
-        "timings_s": {**stages.timings, "total": stages.total},
-        "outputs": {name: f"{output}/{name}" for name in [*outputs, layout.QUARANTINE]},
-    }
-    tables.write_json(spark, layout.report(output), report)
+    kept = tables.switch_build(spark, output, run_id, config.keep_builds)
+    stages.done("publish", f"{output} -> {staged}")
+    reached(SWITCHED)
+    tables.remove_stale_builds(spark, output, kept)
     return report

@@ -7,9 +7,16 @@ Callers that use more than one of the three should persist the tagged frame once
 
 Reasons, in the order they are checked (the first that matches wins):
 
-1. ``parse:<adapter's reason>`` -- the adapter could not parse a field (``parse_error`` set).
+1. The adapter's verdict (``parse_error`` set): ``parse:<adapter's reason>`` when a field could
+   not be parsed, or one of the verdicts that are reasons of their own
+   (``seqrec.prep.readers.VERDICTS``): ``undecodable`` (a line that is not valid UTF-8; its
+   ``raw`` shows the bytes escaped), ``implausible_time`` (before the format's earliest
+   plausible day, or an epoch number too large for the format's unit), ``bad_user_id`` /
+   ``bad_item_id`` (not ASCII digits in a format whose ids are numbers).
 2. ``bad_user_id`` / 3. ``bad_item_id`` -- null, empty or whitespace-only, a placeholder token
-   (``ABSURD_IDS``, case-insensitive, after trimming) or longer than ``max_id_length`` characters.
+   (``ABSURD_IDS``, case-insensitive, after trimming), longer than ``max_id_length`` characters,
+   or holding a control character (NUL, any of U+0000-U+001F and U+007F-U+009F: an id with one
+   is a decoding or export accident, and it would print as the id without it).
    Events without an item (a search, say) need the adapter to give them an item id.
 4. ``null_time`` -- no timestamp.
 5. ``future_time`` -- on a UTC day after ``run_date + max_future_days`` (so with the defaults,
@@ -44,10 +51,13 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from seqrec import schemas as S
+from seqrec.prep.readers import BAD_ITEM_ID, BAD_USER_ID, IMPLAUSIBLE_TIME, UNDECODABLE, VERDICTS
 
 REASON_PARSE_PREFIX = "parse:"
-REASON_BAD_USER = "bad_user_id"
-REASON_BAD_ITEM = "bad_item_id"
+REASON_UNDECODABLE = UNDECODABLE
+REASON_IMPLAUSIBLE_TIME = IMPLAUSIBLE_TIME
+REASON_BAD_USER = BAD_USER_ID
+REASON_BAD_ITEM = BAD_ITEM_ID
 REASON_NULL_TIME = "null_time"
 REASON_FUTURE = "future_time"
 REASON_PRE_EPOCH = "pre_epoch_time"
@@ -57,6 +67,8 @@ REASON_BOT = "bot"
 # The order in which reasons are checked; the parse reason is a prefix plus the adapter's text.
 REASON_ORDER: tuple[str, ...] = (
     REASON_PARSE_PREFIX,
+    REASON_UNDECODABLE,
+    REASON_IMPLAUSIBLE_TIME,
     REASON_BAD_USER,
     REASON_BAD_ITEM,
     REASON_NULL_TIME,
@@ -123,7 +135,9 @@ def _is_bad_id(column: str, max_length: int) -> Column:
     trimmed = F.trim(value, F.lit(S.WHITESPACE))  # plain trim() strips spaces only
     is_placeholder = F.when(could_be_placeholder, F.lower(trimmed).isin(list(ABSURD_IDS)))
     is_too_long = length > max_length
-    return value.isNull() | F.coalesce(is_placeholder, F.lit(False)) | is_too_long
+    # \p{Cc}: U+0000-U+001F and U+007F-U+009F. A regex on an id (not a line) is short work.
+    has_control = value.rlike(r"\p{Cc}")
+    return value.isNull() | F.coalesce(is_placeholder, F.lit(False)) | is_too_long | has_control
 
 
 def _early_reason(run_date: str, max_future_days: int, max_id_length: int) -> Column:
@@ -135,8 +149,13 @@ def _early_reason(run_date: str, max_future_days: int, max_id_length: int) -> Co
     is_future = event_time >= F.lit(horizon)
     is_pre_epoch = event_time < F.lit(epoch)
     is_unknown_type = ~F.coalesce(F.col(S.EVENT_TYPE).isin(list(S.EVENT_TYPES)), F.lit(False))
+    is_verdict = F.col(S.PARSE_ERROR).isin(list(VERDICTS))
     return F.coalesce(
-        F.when(has_parse_error, F.concat(F.lit(REASON_PARSE_PREFIX), F.col(S.PARSE_ERROR))),
+        F.when(has_parse_error & is_verdict, F.col(S.PARSE_ERROR)),
+        F.when(
+            has_parse_error & ~is_verdict,
+            F.concat(F.lit(REASON_PARSE_PREFIX), F.col(S.PARSE_ERROR)),
+        ),
         F.when(_is_bad_id(S.USER_ID, max_id_length), F.lit(REASON_BAD_USER)),
         F.when(_is_bad_id(S.ITEM_ID, max_id_length), F.lit(REASON_BAD_ITEM)),
         F.when(event_time.isNull(), F.lit(REASON_NULL_TIME)),

@@ -9,6 +9,19 @@ null and sets ``parse_error`` to a short reason (:func:`failed`). No data row is
 only header lines and blank lines -- so the cleaning step can prove ``rows_in = kept +
 quarantined``.
 
+Decoding is strict: a line that is not valid UTF-8 (the encoding of every text format here) is
+never parsed -- Spark would turn each bad byte into U+FFFD, and ids that differ only there would
+merge. Its ``_line`` is null, its ``raw`` shows its bytes escaped (:func:`escaped_bytes`) and
+:func:`raw_events` gives it the verdict ``undecodable``; the test is a byte scan
+(``is_valid_utf8``), with no Python per row. A file that is not UTF-8 as a whole is one error
+(:mod:`seqrec.prep.diagnose`).
+
+Some adapter verdicts are not parse failures but reasons of their own (:data:`VERDICTS`):
+``undecodable``; ``implausible_time`` for a time that parsed but cannot be right for the format
+(before its earliest plausible day, or an epoch number too large to be a date: a unit mix-up,
+see :func:`implausible_epoch`); ``bad_user_id`` / ``bad_item_id`` for an id that is not ASCII
+digits in a format whose ids are numbers (:func:`not_numeric`).
+
 Formats that pack many events into one line (OTTO sessions, S3-Rec user sequences) are exploded
 into one row per event; their ``source_row`` packs (line, position) into one Long, see
 :func:`line_and_position`.
@@ -21,6 +34,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, date, datetime, time
 
 from py4j.protocol import Py4JJavaError
 from pyspark.errors import PySparkException
@@ -28,7 +42,14 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-from seqrec.prep.diagnose import InputFormatError, spark_failure
+from seqrec.prep.diagnose import (
+    BAD_ITEM_ID,
+    BAD_USER_ID,
+    IMPLAUSIBLE_TIME,
+    UNDECODABLE,
+    InputFormatError,
+    spark_failure,
+)
 from seqrec.schemas import (
     ITEM_ID,
     ITEM_META,
@@ -39,6 +60,10 @@ from seqrec.schemas import (
     SOURCE_ROW,
     WHITESPACE,
 )
+
+# Adapter verdicts that are quarantine reasons as they are (clean.py prefixes any other
+# parse_error with "parse:"); defined in diagnose, which reads them too.
+VERDICTS: tuple[str, ...] = (UNDECODABLE, IMPLAUSIBLE_TIME, BAD_USER_ID, BAD_ITEM_ID)
 
 # Epoch values beyond +-1e11 s (year ~5138) are not timestamps; Spark would overflow on some.
 _MAX_EPOCH_S = 100_000_000_000
@@ -54,6 +79,7 @@ TIME_TEXT = "_time_text"
 PRICE_TEXT = "_price_text"
 PARSED_TIME = "_event_time"
 PARSED_PRICE = "_price"
+UNDECODABLE_LINE = "_undecodable"  # the line is not valid UTF-8 (then _line is null)
 LINEAGE = (SOURCE_FILE, SOURCE_ROW, RAW, PARSE_ERROR)
 
 
@@ -88,23 +114,37 @@ def first_line(spark: SparkSession, path: str) -> str:
 def read_lines(spark: SparkSession, path: str, header: str | None = None) -> DataFrame:
     """Every non-blank line under ``path`` with its lineage; a line equal to ``header`` is dropped.
 
-    Columns: ``raw`` (the line as read), ``_line`` (``raw`` without a byte-order mark),
-    ``source_file`` and ``source_row``.
+    Columns: ``raw`` (the line as read; its bytes escaped when it is not valid UTF-8), ``_line``
+    (``raw`` without a byte-order mark; null when the line is not valid UTF-8),
+    ``_undecodable``, ``source_file`` and ``source_row``. An undecodable line is never blank
+    nor the header: it always reaches the quarantine.
     """
+    value = F.col("value")
+    undecodable = F.col(UNDECODABLE_LINE)
     # String functions, not regexes: these run on every line, and a regex costs a Java String
     # copy of the line each time it is evaluated.
-    has_bom = F.startswith(F.col(RAW), F.lit("\ufeff"))
+    has_bom = F.startswith(value, F.lit("\ufeff"))
     lines = (
         _read_text(spark, path)
         .select(
-            F.col("value").alias(RAW),
+            value,
             F.col("_metadata.file_path").alias(SOURCE_FILE),
             # Taken directly on the scan (filters are not pushed below a nondeterministic
             # projection), so it counts every physical line, header and blank ones included.
             F.monotonically_increasing_id().alias(SOURCE_ROW),
         )
-        # A two-way choice on a named condition, not a catch-all.
-        .withColumn(LINE, F.when(has_bom, F.substr(RAW, F.lit(2))).otherwise(F.col(RAW)))
+        # Spark keeps the line's bytes as they are in the file until something decodes them.
+        .withColumn(UNDECODABLE_LINE, ~F.is_valid_utf8(value))
+        .select(
+            F.when(~undecodable, value).when(undecodable, escaped_bytes(value)).alias(RAW),
+            SOURCE_FILE,
+            SOURCE_ROW,
+            UNDECODABLE_LINE,
+            # A two-way choice on a named condition, not a catch-all.
+            F.when(~undecodable, F.when(has_bom, F.substr(value, F.lit(2))).otherwise(value)).alias(
+                LINE
+            ),
+        )
     )
     # Trimming and lower-casing every line cost more than the rest of this scan, so each test
     # first looks at the first character (code point), which settles almost every line.
@@ -125,6 +165,25 @@ def read_lines(spark: SparkSession, path: str, header: str | None = None) -> Dat
     could_be_header = first.isin(sorted(head)) | (first > 127) | F.lit(not wanted)
     is_header = F.coalesce(F.when(could_be_header, F.lower(F.trim(LINE)) == wanted), F.lit(False))
     return lines.filter(~is_blank & ~is_header)
+
+
+def escaped_bytes(value: Column) -> Column:
+    """The bytes of ``value`` as ASCII text: printable ASCII as it is, a backslash doubled, any
+    other byte as ``\\xNN``, so ``caf\\xe9`` is the latin-1 "café". Lossless, and readable for
+    the quarantine. It runs a lambda per byte: only for the rare lines that need it."""
+    pairs = F.regexp_extract_all(F.hex(value.cast(T.BinaryType())), F.lit("(..)"), 1)
+
+    def one(pair: Column) -> Column:
+        byte = F.conv(pair, 16, 10).cast(T.IntegerType())
+        backslash = byte == ord("\\")
+        printable = (byte >= 0x20) & (byte < 0x7F) & ~backslash
+        return (
+            F.when(printable, F.chr(byte))
+            .when(backslash, F.lit("\\\\"))
+            .when(~printable & ~backslash, F.concat(F.lit("\\x"), F.lower(pair)))
+        )
+
+    return F.array_join(F.transform(pairs, one), "")
 
 
 def with_fields(lines: DataFrame, sep: str) -> DataFrame:
@@ -191,6 +250,36 @@ def failed(text: Column, parsed: Column, reason: str) -> Column:
     return F.when(text.isNotNull() & parsed.isNull(), F.lit(reason))
 
 
+def implausible_epoch(text: Column, parsed: Column, earliest: date | None) -> Column:
+    """``implausible_time`` where ``text`` is an epoch number that cannot be the format's unit:
+    too large to be a date in it (``parsed`` null: milliseconds read as seconds, say), or a
+    time before the UTC day ``earliest`` (seconds read as milliseconds land in January 1970).
+
+    Goes before the ``unparseable timestamp`` check in an adapter's errors: a number that is
+    too large also leaves ``parsed`` null.
+    """
+    # Cast again only where the parse failed (rare): a non-number costs the cast an exception.
+    is_number = text.try_cast(T.DecimalType(38, 6)).isNotNull()
+    too_large = F.when(text.isNotNull() & parsed.isNull(), is_number)
+    return F.coalesce(
+        F.when(too_large, F.lit(IMPLAUSIBLE_TIME)), implausible_before(parsed, earliest)
+    )
+
+
+def implausible_before(parsed: Column, earliest: date | None) -> Column:
+    """``implausible_time`` where the time ``parsed`` is before the UTC day ``earliest``."""
+    if earliest is None:
+        return F.lit(None).cast(T.StringType())
+    start = datetime.combine(earliest, time(), tzinfo=UTC)
+    return F.when(parsed < F.lit(start), F.lit(IMPLAUSIBLE_TIME))
+
+
+def not_numeric(value: Column, verdict: str) -> Column:
+    """``verdict`` where the id ``value`` is given but is not ASCII digits only, for a format whose
+    ids are numbers. Full-width digits ("１２３") and signs are not ASCII digits."""
+    return F.when(~value.rlike("^[0-9]+$"), F.lit(verdict))
+
+
 # --- parsing values ----------------------------------------------------------------------------
 def _seconds_to_time(seconds: Column) -> Column:
     """Epoch seconds (decimal) -> UTC timestamp; null outside +-1e11 s."""
@@ -250,8 +339,11 @@ def line_and_position(position: Column) -> Column:
 # --- output contracts --------------------------------------------------------------------------
 def raw_events(rows: DataFrame, values: dict[str, Column], errors: Sequence[Column]) -> DataFrame:
     """The RAW_EVENTS contract: canonical columns from ``values`` (null where not given), lineage,
-    and the first of ``errors`` that applies."""
+    and the first of ``errors`` that applies; ``undecodable`` before them all for a line that is
+    not valid UTF-8 (rows from :func:`read_lines`)."""
     canonical = [f for f in RAW_EVENTS.fields if f.name not in LINEAGE]
+    if UNDECODABLE_LINE in rows.columns:
+        errors = [F.when(F.col(UNDECODABLE_LINE), F.lit(UNDECODABLE)), *errors]
     return rows.select(
         *[values.get(f.name, F.lit(None)).cast(f.dataType).alias(f.name) for f in canonical],
         SOURCE_FILE,

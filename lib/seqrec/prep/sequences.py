@@ -15,25 +15,33 @@ Splits (never mix them in one evaluation):
   user with ``n >= 3`` events, a ``train`` row with the first ``n - 2`` events, a ``valid`` row
   with the first ``n - 1`` and a ``test`` row with all ``n``: the last element of a valid/test
   row is the target and the elements before it are the input (and the items to mask as seen).
-  A user with fewer than 3 events gets one ``train`` row with the whole sequence.
+  A user with 2 events gets only a ``test`` row (one event of history, the second as target):
+  the validation target would have no history and nothing is left to train on. A user with 1
+  event gets no row. This is ``seqrec.train.streams.split_points``' rule, which the training
+  job streams by; both must agree, or the table and the job would test different users.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from seqrec import schemas as S
+from seqrec.errors import EmptyDataError
 
 _EVENTS = "_events"
 _SECONDS = "_seconds"
 _SPLIT = "_split"
 _LENGTH = "length"
+_MIN_LEN = "_min_len"
 
 LOO_MIN_LEN = 3  # train, validation and test each need their own event
+LOO_MIN_TEST_LEN = 2  # a test target after one event of history (no validation)
 
 # The array columns of SEQUENCES, in contract order.
 SEQUENCE_ARRAYS: tuple[str, ...] = (
@@ -51,13 +59,32 @@ def parse_cutoff(cutoff: str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
+def check_events_kept(accounting: Mapping[str, Any], source: str) -> None:
+    """:class:`~seqrec.errors.EmptyDataError` naming ``source`` when cleaning kept no event
+    (``accounting`` is :func:`seqrec.prep.clean.accounting`'s): an empty or header-only input,
+    or one whose every row was quarantined, would otherwise publish empty sequences."""
+    if accounting["rows_kept"]:
+        return
+    if not accounting["rows_in"]:
+        raise EmptyDataError(
+            f"{source}: no events to build from: the input holds no data rows (an empty or "
+            "header-only file?). Nothing was written."
+        )
+    reasons = ", ".join(f"{n} {r}" for r, n in accounting["quarantined_by_reason"].items())
+    raise EmptyDataError(
+        f"{source}: no events left after cleaning: all {accounting['rows_in']} rows were "
+        f"rejected ({reasons}). Nothing was written; check --run-date and the input."
+    )
+
+
 def resolve_cutoff(events: DataFrame, cutoff: str | None, holdout_days: float) -> str:
     """The time split's cut-off: ``cutoff`` when given, else the latest event time minus
     ``holdout_days``, to the second."""
     if cutoff:
         return cutoff
     latest = events.agg(F.max(S.EVENT_TIME)).first()
-    assert latest is not None and latest[0] is not None, "no events left after cleaning"
+    if latest is None or latest[0] is None:
+        raise EmptyDataError("no events left after cleaning: no time to put the cut-off at.")
     moment: datetime = latest[0] - timedelta(days=holdout_days)
     return moment.strftime("%Y-%m-%d %H:%M:%S")
 
@@ -147,20 +174,27 @@ def split_leave_one_out(sequences: DataFrame) -> DataFrame:
     See the module docstring for the convention.
     """
     seq_len = F.col(S.SEQ_LEN)
-    is_evaluable = seq_len >= LOO_MIN_LEN
-    # A two-way choice on a named condition, not a catch-all.
-    train_len = F.when(is_evaluable, seq_len - 2).otherwise(seq_len)
+    # (split, prefix length, fewest events a user needs for that row): a prefix must end in
+    # its target after at least one event of history, and training needs an event of its own.
     splits = F.array(
-        F.struct(F.lit(S.SPLIT_TRAIN).alias(S.SPLIT), train_len.alias(_LENGTH)),
-        F.struct(F.lit(S.SPLIT_VALID).alias(S.SPLIT), (seq_len - 1).alias(_LENGTH)),
-        F.struct(F.lit(S.SPLIT_TEST).alias(S.SPLIT), seq_len.alias(_LENGTH)),
+        *(
+            F.struct(
+                F.lit(name).alias(S.SPLIT),
+                (seq_len - held_out).alias(_LENGTH),
+                F.lit(min_len).alias(_MIN_LEN),
+            )
+            for name, held_out, min_len in (
+                (S.SPLIT_TRAIN, 2, LOO_MIN_LEN),
+                (S.SPLIT_VALID, 1, LOO_MIN_LEN),
+                (S.SPLIT_TEST, 0, LOO_MIN_TEST_LEN),
+            )
+        )
     )
     split = F.col(_SPLIT)
-    is_wanted = (split.getField(S.SPLIT) == S.SPLIT_TRAIN) | is_evaluable
     length = split.getField(_LENGTH)
     return (
         sequences.select(*S.SEQUENCES.fieldNames(), F.explode(splits).alias(_SPLIT))
-        .filter(is_wanted)
+        .filter(seq_len >= split.getField(_MIN_LEN))
         .select(
             S.USER_ID,
             split.getField(S.SPLIT).alias(S.SPLIT),

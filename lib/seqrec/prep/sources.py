@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -38,6 +39,8 @@ class Source:
     sep: str | None = None  # field delimiter of a delimited text format
     header: tuple[str, ...] = ()  # expected header columns; () when the format has none
     time_hint: str = ""  # how timestamps are written
+    epoch_unit: str = ""  # "seconds" or "milliseconds" when times are epoch numbers
+    earliest: date | None = None  # the earliest plausible event day (adapters.EARLIEST)
 
 
 _CANONICAL_SUFFIXES = {
@@ -76,6 +79,7 @@ _CANONICAL_CSV = Source(
     sep=",",
     header=adapters.CANONICAL_COLUMNS,
     time_hint="ISO-8601 (UTC unless a zone is given) or epoch seconds",
+    epoch_unit="seconds",
 )
 
 SOURCES: dict[str, Source] = {
@@ -91,23 +95,29 @@ SOURCES: dict[str, Source] = {
         adapters.canonical_items,
         layout=f"JSON lines with keys {','.join(adapters.CANONICAL_COLUMNS)}",
         time_hint=_CANONICAL_CSV.time_hint,
+        epoch_unit="seconds",
     ),
     "canonical-parquet": Source(
         adapters.canonical_parquet_events,
         adapters.canonical_items,
         layout=f"Parquet with columns {','.join(adapters.CANONICAL_COLUMNS)}",
         time_hint=_CANONICAL_CSV.time_hint,
+        epoch_unit="seconds",
     ),
     "taobao": Source(
         adapters.taobao_events,
         layout="','-separated user_id,item_id,category_id,behavior,unix_ts without header",
         sep=",",
         time_hint="unix seconds",
+        epoch_unit="seconds",
+        earliest=adapters.EARLIEST["taobao"],
     ),
     "otto": Source(
         adapters.otto_events,
         layout='JSON lines {"session": N, "events": [{"aid", "ts", "type"}]}',
         time_hint="epoch milliseconds",
+        epoch_unit="milliseconds",
+        earliest=adapters.EARLIEST["otto"],
     ),
     "yoochoose": Source(
         adapters.yoochoose_events,
@@ -116,6 +126,8 @@ SOURCES: dict[str, Source] = {
         sep="\t",
         header=("SessionId", "ItemId", "Time"),
         time_hint="unix seconds (TSV) or ISO-8601 (.dat)",
+        epoch_unit="seconds",
+        earliest=adapters.EARLIEST["yoochoose"],
     ),
     "diginetica": Source(
         adapters.diginetica_events,
@@ -123,6 +135,7 @@ SOURCES: dict[str, Source] = {
         sep=";",
         header=adapters.DIGINETICA_HEADER,
         time_hint="eventdate yyyy-MM-dd plus timeframe in milliseconds",
+        earliest=adapters.EARLIEST["diginetica"],
     ),
     "amazon": Source(
         adapters.amazon_events,
@@ -135,6 +148,8 @@ SOURCES: dict[str, Source] = {
         layout="tab-separated user,item,rating,unix_ts without header (u.data)",
         sep="\t",
         time_hint="unix seconds",
+        epoch_unit="seconds",
+        earliest=adapters.EARLIEST["movielens"],
     ),
     "retailrocket": Source(
         adapters.retailrocket_events,
@@ -142,6 +157,8 @@ SOURCES: dict[str, Source] = {
         sep=",",
         header=adapters.RETAILROCKET_HEADER,
         time_hint="epoch milliseconds",
+        epoch_unit="milliseconds",
+        earliest=adapters.EARLIEST["retailrocket"],
     ),
 }
 
@@ -186,6 +203,8 @@ def check_input(df: DataFrame, source: str, max_bad_share: float = MAX_BAD_SHARE
     """Raise InputFormatError for files of ``df`` (an adapter's output) that are not ``source``.
 
     See :func:`seqrec.prep.diagnose.check_files`: a file is rejected when at least
-    ``max_bad_share`` of its rows failed to parse, or when its header is not the format's.
+    ``max_bad_share`` of its rows failed to parse, when its header is not the format's, when it
+    is not UTF-8 as a whole, or when most of its times are implausible for the format (a unit
+    mix-up, named with the ``epoch_unit`` of its :class:`Source`).
     """
     check_files(df, source, lambda file: _format_of(source, file), max_bad_share)

@@ -16,7 +16,7 @@ from pathlib import Path
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from seqrec import config, schemas
+from seqrec import config, errors, schemas
 from seqrec.io import layout, registry, tables
 from seqrec.serve import profiles, recommender, scoring
 
@@ -69,6 +69,13 @@ class ScoreConfig:
     def check(self) -> str | None:
         if self.k < 1:
             return f"--k {self.k}: give at least 1 recommendation per user"
+        problem = (
+            config.missing_path(self.data, "--data", folder=True)
+            or config.missing_path(self.interest_model, "--interest-model", folder=True)
+            or config.at_least(self, 0, "profile_depth", "show")
+        )
+        if problem:
+            return problem
         if self.since and self.since != LAST_RUN:
             try:
                 datetime.fromisoformat(self.since)
@@ -77,7 +84,7 @@ class ScoreConfig:
         return None
 
 
-class ScoreRefused(Exception):
+class ScoreRefused(errors.NotFoundError):
     """The job cannot score as asked (no such model, or one it cannot load); nothing has been
     written yet."""
 

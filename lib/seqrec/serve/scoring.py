@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from seqrec import schemas
+from seqrec.errors import InputError
 from seqrec.io import layout
 from seqrec.memory import keep_freed_memory
 from seqrec.prep.vocab import key_id
@@ -36,7 +37,7 @@ EXCLUDE_NONE = "none"
 EXCLUDE_CHOICES = (EXCLUDE_SEEN, EXCLUDE_PURCHASED, EXCLUDE_NONE)
 
 
-class ScoringInputError(ValueError):
+class ScoringInputError(InputError):
     """The model and the input do not fit together; raised before anything is written."""
 
 

@@ -18,7 +18,10 @@ def show_recommendations(
     spark: SparkSession, data: str, table: str, users: int = 3, history: int = 5
 ) -> None:
     """Print ``users`` users of the recommendations Delta ``table``: their predicted next
-    interests, history interest profile, newest ``history`` events and top 5 items."""
+    interests, history interest profile, newest ``history`` events and top 5 items.
+
+    ``data`` is an output folder (its current build is read) or a build folder."""
+    data = layout.resolve(data, spark)
     items = tables.read_parquet(spark, layout.items(data))
     vocab = tables.read_parquet(spark, layout.vocab(data, layout.ITEM_VOCAB))
     recs = tables.read_delta(spark, table).limit(users)

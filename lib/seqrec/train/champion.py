@@ -51,7 +51,7 @@ def validation_ndcg10(model_dir: str, data_dir: str, protocol: str, max_len: int
                 batch[TARGET] = torch.where(batch[TARGET] > known, 0, batch[TARGET])
                 yield batch
 
-    clipped = _Clipped(layout.sequences(data_dir), "valid", protocol, max_len)
+    clipped = _Clipped(layout.sequences(layout.resolve(data_dir)), "valid", protocol, max_len)
     model: SequentialRecommender = champion.model
     return evaluate(model, clipped)[METRIC_KEY]
 

@@ -98,12 +98,26 @@ class TrainJobConfig:
         True, help="--no-promote: register only; jobs/evaluate.py and jobs/promote.py follow"
     )
 
+    def check(self) -> str | None:
+        vectors = None if self.item_vectors in (AUTO, OFF) else self.item_vectors
+        return (
+            config.missing_path(self.data, "--data", folder=True)
+            or config.missing_path(vectors, "--item-vectors")
+            or config.at_least(self, 1, "max_len", "hidden_size", "epochs", "batch_size")
+            or config.at_least(self, 1, "num_processes", "max_valid_users")
+            or config.at_least(self, 0, "dropout", "patience", "warmup_steps")
+            or config.at_least(self, 0, "category_loss_weight", "intent_loss_weight")
+            or config.positive(self, "lr")
+            or (f"--dropout {self.dropout}: must be below 1" if self.dropout >= 1 else None)
+        )
+
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TrainJobConfig:
         parsed = config.parse(cls, argv, prog="train.py", description=DESCRIPTION)
         if not parsed.use_gpu and torch.cuda.is_available():
             parsed = dataclasses.replace(parsed, use_gpu=True)
-        return parsed
+        # The build this run reads, resolved once (and logged with the run's config).
+        return dataclasses.replace(parsed, data=layout.resolve(parsed.data))
 
 
 def read_vocab(data_dir: str, name: str) -> pa.Table:
@@ -126,7 +140,7 @@ def item_vectors_path(config: TrainJobConfig) -> str | None:
     if config.item_vectors == OFF:
         return None
     if config.item_vectors == AUTO:
-        path = layout.item_vectors(config.data)
+        path = layout.item_vectors(layout.resolve(config.data))
         return path if os.path.exists(path) else None
     if not os.path.exists(config.item_vectors):
         raise FileNotFoundError(f"--item-vectors {config.item_vectors!r} does not exist")

@@ -16,7 +16,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -167,7 +167,10 @@ def _rank0_output(output: dict[str, Any] | None, world: int) -> dict[str, Any] |
 
 
 def run_distributed(config: TrainJobConfig) -> dict[str, Any]:
-    """Run :func:`train_worker` under TorchDistributor (or in-process when not distributed)."""
+    """Run :func:`train_worker` under TorchDistributor (or in-process when not distributed).
+
+    ``config.data`` is resolved here, once, so every worker reads the same build."""
+    config = replace(config, data=layout.resolve(config.data))
     payload = json.dumps(asdict(config))
     if not config.distributed:
         result = train_worker(payload)

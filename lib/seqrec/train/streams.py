@@ -107,10 +107,15 @@ def split_points(seq_len: int, n_before_cutoff: int, protocol: str) -> tuple[int
 
     Training uses events ``[:train_len]``; validation predicts ``valid_pos`` from everything
     before it; test predicts ``test_pos`` from everything before it.
+
+    Under ``loo`` a user with two events is tested (its second event, after one event of
+    history) but neither validated (that target would have no history) nor trained on, as the
+    time protocol treats a user with one event before the cut-off; ``split_leave_one_out``
+    (``seqrec.prep.sequences``) writes the same rows.
     """
     if protocol == "loo":
         if seq_len < 3:
-            return max(seq_len - 2, 0), -1, seq_len - 1 if seq_len >= 2 else -1
+            return 0, -1, seq_len - 1 if seq_len >= 2 else -1
         return seq_len - 2, seq_len - 2, seq_len - 1
     if protocol == "time":
         before = n_before_cutoff
