@@ -13,16 +13,28 @@ before it the validation target, and the rest is the training sequence, on which
 learn to predict every prefix's next item. Validation ranks the second-to-last item given
 everything before it; test ranks the last item given everything before it (validation item
 included). Full ranking over all items, already-seen items masked, ties by the expected rank
-(``seqrec.train.metrics``). Early stopping on validation NDCG@10; the reported test numbers come from
-the best validation epoch.
+(``seqrec.train.metrics``). Early stopping on validation NDCG@10; the reported test numbers come
+from the best validation epoch.
 
 Models use the library's default configuration (``seqrec.models`` configs and
 ``seqrec.train.loop.TrainConfig``), the same for every dataset; ``--items`` adds the item
 attributes (brand, category path) through the fusion module. ``sasrec-bce`` is SASRec in the
 S3-Rec repository's setting (BCE, one negative, hidden 64, dropout 0.5, no side information),
-to check that this protocol reproduces its published NDCG@10 of 0.0318.
+to check that this protocol reproduces its published NDCG@10 of 0.0318. A ``-nomask`` suffix
+(``sasrec-nomask``) tests the same trained model without removing the history from the
+ranking (validation, hence early stopping, still masks), so the masking convention's effect is
+measured on identical weights; with its masked row in the same run it is not trained again
+(and its time columns repeat the masked row's training time).
 
-Prints one table, then ONE JSON object on the last line.
+Seeds: ``--seeds N`` trains and tests every neural row with seeds ``--seed`` .. ``--seed + N - 1``
+(each seed sets the initial weights, the batch order and dropout) and reports the mean and the
+sample standard deviation over seeds; one seed gives one result on a given thread count. The
+baselines are deterministic and run once. The split (and the ``--cold-share`` draw, seeded by
+``--seed``) is the same for every seed.
+
+Prints one table (``mean±std``), then ONE strict JSON object on the last line: model -> the mean
+of every figure, ``<figure>_std`` beside it when there are several seeds, ``seeds`` and
+``per_seed`` (each seed's own figures).
 """
 
 from __future__ import annotations
@@ -31,8 +43,8 @@ import argparse
 import dataclasses
 import hashlib
 import json
-import math
 import os
+import statistics
 import sys
 import time
 from collections.abc import Sequence
@@ -46,10 +58,11 @@ from seqrec.models import build_model
 from seqrec.text.embedding import TextEncoder, default_model_path, item_text
 from seqrec.train.baselines import ItemKNN, MarkovChain, MostPopular
 from seqrec.train.batches import EvalBatches, TrainBatches
-from seqrec.train.loop import TrainConfig, evaluate, train
+from seqrec.train.loop import TrainConfig, evaluate, seed_everything, train
 
 BASELINES = {"pop": MostPopular, "itemknn": ItemKNN, "markov": MarkovChain}
 NEURAL = ("sasrec", "gru4rec", "bert4rec", "sasrec-bce")
+NO_MASK = "-nomask"  # suffix of a neural spec: test without removing the seen items
 # S3-Rec repository settings for its SASRec baseline (run_finetune_full.py defaults).
 S3REC_SASREC: dict[str, Any] = {
     "hidden_size": 64,
@@ -68,11 +81,48 @@ S3REC_TRAIN: dict[str, Any] = {
 }
 COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 COLD_COLUMNS = ("cold_recall@10", "cold_ndcg@10")
+# Per-run figures that describe the run, not the model: averaged, but no spread reported.
+RUN_FIELDS = ("seconds", "cpu_seconds", "parameters", "load_avg_15m")
+EVAL_BATCH = 1024
 
 
 def read_sequences(path: Path) -> list[list[int]]:
     with path.open() as handle:
         return [[int(i) for i in line.split()[1:]] for line in handle if line.strip()]
+
+
+@dataclasses.dataclass
+class Split:
+    """The leave-one-out split: training sequences, validation and test batches."""
+
+    train: list[list[int]]
+    valid: EvalBatches
+    tests: dict[str, EvalBatches]  # metric prefix -> batches ("" = every user)
+
+
+def leave_one_out(sequences: Sequence[Sequence[int]], cold: np.ndarray | None = None) -> Split:
+    """Per user: train on all but the last two items, validate on the second-to-last given what
+    comes before it, test on the last given everything before it.
+
+    ``cold`` (bool ``[n_items + 1]``) holds items out of training: their events leave the
+    training sequences, validation rows whose target is cold are dropped, and a ``cold_`` test
+    ranks the test targets that are cold items.
+    """
+    train_seqs = [list(s[:-2]) for s in sequences]
+    valid_rows = list(sequences)
+    tests = {"": _eval_batches(sequences, 1)}
+    if cold is not None:
+        train_seqs = [[i for i in s if not cold[i]] for s in train_seqs]
+        valid_rows = [s for s in sequences if not cold[s[-2]]]
+        tests["cold_"] = _eval_batches([s for s in sequences if cold[s[-1]]], 1)
+    return Split(train_seqs, _eval_batches(valid_rows, 2), tests)
+
+
+def _eval_batches(sequences: Sequence[Sequence[int]], from_end: int) -> EvalBatches:
+    """Target = the ``from_end``-th item from the end; history = everything before it."""
+    return EvalBatches(
+        [s[:-from_end] for s in sequences], [s[-from_end] for s in sequences], EVAL_BATCH, 50
+    )
 
 
 def read_item_attributes(path: Path, n_items: int) -> tuple[torch.Tensor, int]:
@@ -136,18 +186,25 @@ def item_vectors(path: Path, n_items: int, cache_dir: Path) -> torch.Tensor:
     return torch.from_numpy(vectors)
 
 
-def run_neural(
+@dataclasses.dataclass
+class Trained:
+    """One neural spec trained with one seed: the model at its best validation epoch."""
+
+    model: torch.nn.Module
+    figures: dict[str, float]  # validation, epochs, time, size
+
+
+def train_neural(
     spec: str,
-    train_seqs: Sequence[Sequence[int]],
-    valid: EvalBatches,
-    tests: dict[str, EvalBatches],
+    seed: int,
+    split: Split,
     n_items: int,
     side: SideInfo,
     epochs: int | None,
     overrides: dict[str, Any],
-) -> dict[str, float]:
-    """Train and test one model spec: ``name`` plus ``+attr`` (brand and category bag) and/or
-    ``+text`` (language-model item vectors), e.g. ``sasrec+attr+text``."""
+) -> Trained:
+    """Train one model spec: ``name`` plus ``+attr`` (brand and category bag) and/or ``+text``
+    (language-model item vectors), e.g. ``sasrec+attr+text``, with ``seed``."""
     name, *extras = spec.split("+")
     if name == "sasrec-bce":
         if extras:
@@ -174,33 +231,60 @@ def run_neural(
         model_fields.update(item_vectors=side.vectors, item_vector_dim=side.vectors.size(1))
     train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
     train_config = dataclasses.replace(
-        train_config, **{k: v for k, v in overrides.items() if k in train_fields}
+        train_config, **{k: v for k, v in overrides.items() if k in train_fields}, seed=seed
     )
     model_fields.update({k: v for k, v in overrides.items() if k not in train_fields})
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
+    # Seeded before the model exists: torch seeds its default generator at random in every
+    # process, so the initial weights (and with them every figure) would differ run to run.
+    seed_everything(seed)
     model = build_model(name, n_items=n_items, **model_fields)
     max_len = model.config.max_len
-    batches = TrainBatches(train_seqs, train_config.batch_size, max_len + 1, train_config.seed)
-    for data in (valid, *tests.values()):
+    batches = TrainBatches(split.train, train_config.batch_size, max_len + 1, seed)
+    for data in (split.valid, *split.tests.values()):
         data.max_len = max_len
-    result = train(model, batches, valid, train_config, excluded_items=side.cold)
+    result = train(model, batches, split.valid, train_config, excluded_items=side.cold)
     model.load_state_dict(result.best_state)
-    start = time.perf_counter()
-    metrics = {
+    return Trained(
+        model,
+        {
+            "valid_ndcg@10": result.best_metrics["ndcg@10"],
+            "best_epoch": result.best_epoch,
+            "epochs": len(result.history),
+            "seconds": result.seconds,
+            "cpu_seconds": result.cpu_seconds,
+            "parameters": sum(p.numel() for p in model.parameters()),
+        },
+    )
+
+
+def held_out_figures(
+    scorer: Any, tests: dict[str, EvalBatches], mask_history: bool = True
+) -> dict[str, float]:
+    """Every test metric of a model or baseline, ``prefix + metric``."""
+    return {
         f"{prefix}{key}": value
         for prefix, test in tests.items()
-        for key, value in evaluate(model, test, mask_history=True).items()
+        for key, value in evaluate(scorer, test, mask_history=mask_history).items()
     }
-    return {
-        **metrics,
-        "valid_ndcg@10": result.best_metrics.get("ndcg@10", math.nan),
-        "best_epoch": result.best_epoch,
-        "epochs": len(result.history),
-        "seconds": result.seconds + time.perf_counter() - start,
-        "cpu_seconds": result.cpu_seconds,
-        "parameters": sum(p.numel() for p in model.parameters()),
-    }
+
+
+def summarize(runs: Sequence[dict[str, float]], seeds: Sequence[int]) -> dict[str, Any]:
+    """Mean of every figure over the runs and, with two runs or more, the sample standard
+    deviation of every model figure as ``<figure>_std``; plus the seeds and each run."""
+    out: dict[str, Any] = {key: statistics.fmean(r[key] for r in runs) for key in runs[0]}
+    if len(runs) > 1:
+        out.update(
+            {
+                f"{key}_std": statistics.stdev(r[key] for r in runs)
+                for key in runs[0]
+                if key not in RUN_FIELDS
+            }
+        )
+    out["seeds"] = list(seeds)
+    out["per_seed"] = [dict(r) for r in runs]
+    return out
 
 
 @dataclasses.dataclass
@@ -224,7 +308,7 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
-def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
+def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="S3-Rec Beauty.txt")
     parser.add_argument("--items", type=Path, help="beauty_items.tsv (item attributes)")
@@ -244,7 +328,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         default=0.0,
         help="hold this share of items out of training and report cold_* metrics on them",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the cold-item draw")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="first model seed (models use --seed .. --seed + N - 1) and the cold-item draw's",
+    )
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        default=1,
+        help="train and test every neural model with this many seeds; report mean ± std",
+    )
     parser.add_argument(
         "--cache-dir",
         type=Path,
@@ -252,81 +347,95 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, float]]:
         help="where item text embeddings are cached",
     )
     args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    overrides = parse_overrides(args.set)
+    if "seed" in overrides:
+        parser.error("--set seed=... is not a model setting: use --seed and --seeds")
     torch.set_num_threads(args.threads)
 
     sequences = read_sequences(args.data)
     n_items = max(max(s) for s in sequences)
-    train_seqs = [s[:-2] for s in sequences]
-    valid = EvalBatches([s[:-2] for s in sequences], [s[-2] for s in sequences], 1024, 50)
-    tests = {"": EvalBatches([s[:-1] for s in sequences], [s[-1] for s in sequences], 1024, 50)}
     side = SideInfo()
+    cold = None
     if args.cold_share > 0:
-        # Cold-start protocol: a seeded share of the items never appears in training (their
-        # events are dropped from the training sequences, and validation rows whose target is
-        # one of them are dropped); "cold_" metrics rank the test targets that are cold items.
+        # Cold-start protocol: a seeded share of the items never appears in training; they are
+        # not negatives of the softmax either. "cold_" metrics rank the test targets among them.
         cold = np.random.default_rng(args.seed).random(n_items + 1) < args.cold_share
         cold[0] = False
-        # Held out entirely: not in the training sequences and not negatives of the softmax.
         side.cold = torch.from_numpy(cold)
-        train_seqs = [[i for i in s if not cold[i]] for s in train_seqs]
-        warm_valid = [s for s in sequences if not cold[s[-2]]]
-        valid = EvalBatches([s[:-2] for s in warm_valid], [s[-2] for s in warm_valid], 1024, 50)
-        cold_test = [s for s in sequences if cold[s[-1]]]
-        tests["cold_"] = EvalBatches(
-            [s[:-1] for s in cold_test], [s[-1] for s in cold_test], 1024, 50
-        )
+    split = leave_one_out(sequences, cold)
+    if cold is not None:
         print(
             f"cold start: {int(cold.sum())} items held out of training, "
-            f"{len(cold_test)} test targets among them",
+            f"{len(split.tests['cold_'].targets)} test targets among them",
             file=sys.stderr,
         )
     if args.items:
         side.attributes = read_item_attributes(args.items, n_items)
         side.vectors = item_vectors(args.items, n_items, args.cache_dir)
-    overrides = parse_overrides(args.set)
     print(
         f"{len(sequences)} users, {n_items} items, {sum(map(len, sequences))} interactions; "
         f"attributes: {side.attributes[1] if side.attributes else 'none'}; overrides: {overrides}",
         file=sys.stderr,
     )
 
-    results: dict[str, dict[str, float]] = {}
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    trained: dict[tuple[str, int], Trained] = {}  # a -nomask row reuses its masked twin
+    results: dict[str, dict[str, Any]] = {}
     for name in args.models.split(","):
-        start = time.perf_counter()
+        spec = name.removesuffix(NO_MASK)
         if name in BASELINES:
-            scorer = BASELINES[name](n_items).fit(train_seqs)
-            valid_metrics = evaluate(scorer, valid)
-            results[name] = {
-                **{
-                    f"{prefix}{key}": value
-                    for prefix, test in tests.items()
-                    for key, value in evaluate(scorer, test).items()
-                },
-                "valid_ndcg@10": valid_metrics["ndcg@10"],
+            start = time.perf_counter()
+            scorer = BASELINES[name](n_items).fit(split.train)
+            run = {
+                **held_out_figures(scorer, split.tests),
+                "valid_ndcg@10": evaluate(scorer, split.valid)["ndcg@10"],
                 "seconds": time.perf_counter() - start,
+                "load_avg_15m": os.getloadavg()[2],
             }
-        elif name.split("+")[0] in NEURAL:
-            results[name] = run_neural(
-                name, train_seqs, valid, tests, n_items, side, args.epochs, overrides
-            )
+            results[name] = {**run, "seeds": []}  # deterministic: one run, no seed
+        elif spec.split("+")[0] in NEURAL:
+            runs = []
+            for seed in seeds:
+                if (spec, seed) not in trained:
+                    trained[spec, seed] = train_neural(
+                        spec, seed, split, n_items, side, args.epochs, overrides
+                    )
+                model = trained[spec, seed]
+                start = time.perf_counter()
+                mask = not name.endswith(NO_MASK)
+                figures = held_out_figures(model.model, split.tests, mask_history=mask)
+                run = {**figures, **model.figures, "load_avg_15m": os.getloadavg()[2]}
+                run["seconds"] += time.perf_counter() - start
+                runs.append(run)
+                print(f"{name} seed {seed}: {json.dumps(run)}", file=sys.stderr, flush=True)
+            results[name] = summarize(runs, seeds)
         else:
             parser.error(f"unknown model {name!r}")
-        # Other jobs on a shared machine stretch wall time: keep the load beside it.
-        results[name]["load_avg_15m"] = os.getloadavg()[2]
         print(f"{name}: {json.dumps(results[name])}", file=sys.stderr, flush=True)
 
-    columns = COLUMNS + (COLD_COLUMNS if args.cold_share > 0 else ())
-    header = f"{'model':<18}" + "".join(f"{c:>11}" for c in columns)
-    print(header + f"{'best/epochs':>12}{'wall s':>8}{'cpu s':>8}{'load':>6}")
+    print_table(results, COLUMNS + (COLD_COLUMNS if cold is not None else ()))
+    print(json.dumps(results, allow_nan=False))
+    return results
+
+
+def print_table(results: dict[str, dict[str, Any]], columns: Sequence[str]) -> None:
+    """One row per model: ``mean±std`` per metric (the mean alone for one run); epochs, times
+    and load are means over the seeds."""
+    header = f"{'model':<22}" + "".join(f"{c:>16}" for c in columns)
+    print(header + f"{'seeds':>6}{'best/epochs':>12}{'wall s':>8}{'cpu s':>8}{'load':>6}")
     for name, m in results.items():
-        cells = "".join(f"{m[c]:>11.4f}" for c in columns)
-        epochs = f"{int(m.get('best_epoch', 0))}/{int(m.get('epochs', 0))}"
+        cells = "".join(
+            f"{m[c]:.4f}±{m[c + '_std']:.4f}".rjust(16) if f"{c}_std" in m else f"{m[c]:>16.4f}"
+            for c in columns
+        )
+        epochs = f"{m.get('best_epoch', 0):.3g}/{m.get('epochs', 0):.3g}"
         cpu = m.get("cpu_seconds", 0.0)
         print(
-            f"{name:<18}{cells}{epochs:>12}{m['seconds']:>8.0f}{cpu:>8.0f}{m['load_avg_15m']:>6.1f}"
+            f"{name:<22}{cells}{len(m['seeds']) or '-':>6}{epochs:>12}"
+            f"{m['seconds']:>8.0f}{cpu:>8.0f}{m['load_avg_15m']:>6.1f}"
         )
-    print(json.dumps(results))
-    return results
 
 
 if __name__ == "__main__":
