@@ -39,7 +39,7 @@ run: setup
 		--checkpoint-dir output/checkpoints
 	$(PY) jobs/score.py --data $(DEMO) --table $(DEMO)/recommendations --run-date $(DEMO_DATE) --k 10 \
 		--show 3
-	@echo "Outputs: $(DEMO)/ (sequences, items, vocab, quarantine, report.json, recommendations)"
+	@echo "Outputs: $(DEMO)/builds/ (the build CURRENT names: sequences, items, vocab, quarantine, report.json) and $(DEMO)/recommendations"
 
 ## check: lint, format check and type check
 check: setup
