@@ -25,7 +25,8 @@ from typing import NoReturn
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "SEQREC_DEBUG"
 
-_spark_log: Path | None = None  # where a local session's executor log goes (seqrec.spark)
+_spark_log: Path | None = None  # where Spark's log of failed tasks goes (seqrec.spark)
+_spark_log_start = 0  # its size when named: a log shared by runs is cited only if this one wrote
 
 
 class UserError(Exception):
@@ -65,9 +66,10 @@ class EmptyDataError(UserError, ValueError):
 
 
 def set_spark_log(path: Path | None) -> None:
-    """Name the file that a local Spark session's executor log goes to (see :func:`run`)."""
-    global _spark_log
+    """Name the file that Spark's log of failed tasks goes to (see :func:`run`)."""
+    global _spark_log, _spark_log_start
     _spark_log = path
+    _spark_log_start = path.stat().st_size if path is not None and path.is_file() else 0
 
 
 def debug_requested(argv: Sequence[str]) -> bool:
@@ -80,7 +82,7 @@ def describe(error: UserError, prog: str) -> str:
     when the failed tasks wrote to it."""
     message = " ".join(str(error).split()) or type(error).__name__
     log = _spark_log
-    if log is not None and log.is_file() and log.stat().st_size > 0:
+    if log is not None and log.is_file() and log.stat().st_size > _spark_log_start:
         message += f" (Spark's log of the failed tasks: {log})"
     return f"[{prog}] error: {message}"
 

@@ -237,6 +237,7 @@ def get_spark(
         session = builder.getOrCreate()
         if level:
             session.sparkContext.setLogLevel(level)
+        errors.set_spark_log(LOG_DIR / SUBMIT_TASKS_LOG)
         return session
 
     # Python workers must run the same interpreter (and virtual environment) as the driver.
@@ -273,7 +274,35 @@ logger.nativecode.level = error
 # port 4040"): Spark picks an address and a port by itself.
 logger.utils.name = org.apache.spark.util.Utils
 logger.utils.level = error
+# A failed task is logged at ERROR with its whole JVM stack (~40 lines for a truncated gzip) by
+# the executor and the task scheduler; the driver raises the same failure, which the job turns
+# into one paragraph naming this file. A local session names a file per run
+# (-Dseqrec.tasks.log); under spark-submit they share one in the log folder.
+appender.tasks.type = File
+appender.tasks.name = tasks
+appender.tasks.fileName = ${sys:seqrec.tasks.log:-${env:SEQREC_LOG_DIR:-${sys:java.io.tmpdir}/seqrec-logs}/spark-tasks.log}
+appender.tasks.createOnDemand = true
+appender.tasks.layout.type = PatternLayout
+appender.tasks.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+logger.executor.name = org.apache.spark.executor.Executor
+logger.executor.level = warn
+logger.executor.additivity = false
+logger.executor.appenderRef.tasks.ref = tasks
+logger.tasks.name = org.apache.spark.scheduler.TaskSetManager
+logger.tasks.level = warn
+logger.tasks.additivity = false
+logger.tasks.appenderRef.tasks.ref = tasks
+# A failed task's shuffle files, one warning each when their deletion races the cleanup.
+logger.shuffle.name = org.apache.spark.storage.DiskBlockObjectWriter
+logger.shuffle.level = warn
+logger.shuffle.additivity = false
+logger.shuffle.appenderRef.tasks.ref = tasks
 """
+# What a local session is started with: the same, from a file of its own.
+_LOCAL_LOG4J2 = (
+    "# Written by seqrec.spark: the log of local sessions.\n" + _LOG4J2.split("\n", 1)[1]
+)
+SUBMIT_TASKS_LOG = "spark-tasks.log"  # under spark-submit, in LOG_DIR (see _LOG4J2)
 
 
 def configure_spark_home(python: str | None = None, jars: list[Path] | None = None) -> Path:
@@ -308,29 +337,6 @@ def configure_spark_home(python: str | None = None, jars: list[Path] | None = No
     link.symlink_to(home, target_is_directory=True)
     return home
 
-
-# A local session's log: _LOG4J2's console, and a file (created when first written to) for
-# the loggers that report each failed task with its whole JVM stack.
-_LOCAL_LOG4J2 = (
-    "# Written by seqrec.spark: the log of local sessions.\n"
-    + _LOG4J2.split("\n", 1)[1]
-    + """\
-appender.tasks.type = File
-appender.tasks.name = tasks
-appender.tasks.fileName = ${sys:seqrec.tasks.log}
-appender.tasks.createOnDemand = true
-appender.tasks.layout.type = PatternLayout
-appender.tasks.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-logger.executor.name = org.apache.spark.executor.Executor
-logger.executor.level = warn
-logger.executor.additivity = false
-logger.executor.appenderRef.tasks.ref = tasks
-logger.tasks.name = org.apache.spark.scheduler.TaskSetManager
-logger.tasks.level = warn
-logger.tasks.additivity = false
-logger.tasks.appenderRef.tasks.ref = tasks
-"""
-)
 
 T = TypeVar("T")
 _WORKER_CACHE: dict[Hashable, Any] = {}

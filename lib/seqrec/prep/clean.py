@@ -132,7 +132,7 @@ def _is_bad_id(column: str, max_length: int) -> Column:
         value, F.lit(-1), F.lit(1)
     ).isin(list(S.WHITESPACE))
     could_be_placeholder = (length <= _LONGEST_ABSURD_ID) | edge_whitespace
-    trimmed = F.trim(value, F.lit(S.WHITESPACE))  # plain trim() strips spaces only
+    trimmed = F.btrim(value, F.lit(S.WHITESPACE))  # plain trim() strips spaces only
     is_placeholder = F.when(could_be_placeholder, F.lower(trimmed).isin(list(ABSURD_IDS)))
     is_too_long = length > max_length
     # \p{Cc}: U+0000-U+001F and U+007F-U+009F. A regex on an id (not a line) is short work.

@@ -152,7 +152,7 @@ def read_lines(spark: SparkSession, path: str, header: str | None = None) -> Dat
     starts_blank = (first == 0) | first.isin([ord(c) for c in WHITESPACE])
     # No non-whitespace (regex \S): only a line that starts with whitespace can be blank.
     is_blank = F.coalesce(
-        F.when(starts_blank, F.trim(F.col(LINE), F.lit(WHITESPACE)) == ""), F.lit(False)
+        F.when(starts_blank, F.btrim(F.col(LINE), F.lit(WHITESPACE)) == ""), F.lit(False)
     )
     if header is None:
         return lines.filter(~is_blank)
