@@ -154,25 +154,26 @@ def load_item_vectors(config: TrainJobConfig) -> np.ndarray | None:
     if path is None:
         return None
     table = pq.read_table(path, columns=[schemas.ITEM_ID, embedding.VECTOR])
+    data = layout.resolve(config.data)
     return embedding.vector_matrix(
-        table,
-        read_vocab(config.data, layout.ITEM_VOCAB),
-        max_idx(config.data, layout.ITEM_VOCAB),
+        table, read_vocab(data, layout.ITEM_VOCAB), max_idx(data, layout.ITEM_VOCAB)
     )
 
 
 def model_fields(config: TrainJobConfig, item_vector_dim: int = 0) -> dict[str, Any]:
-    """The model config from the job config and the vocabularies' sizes."""
+    """The model config from the job config and the vocabularies' sizes (of the current build
+    when ``config.data`` is an output folder rather than the build ``from_args`` resolved)."""
+    data = layout.resolve(config.data)
     fields: dict[str, Any] = {
-        "n_items": max_idx(config.data, layout.ITEM_VOCAB),
+        "n_items": max_idx(data, layout.ITEM_VOCAB),
         "hidden_size": config.hidden_size,
         "max_len": config.max_len,
         "dropout": config.dropout,
     }
     if config.side_features:
         fields.update(
-            n_event_types=max_idx(config.data, layout.EVENT_TYPE_VOCAB),
-            n_categories=max_idx(config.data, layout.CATEGORY_VOCAB),
+            n_event_types=max_idx(data, layout.EVENT_TYPE_VOCAB),
+            n_categories=max_idx(data, layout.CATEGORY_VOCAB),
             n_time_buckets=32,
         )
     if item_vector_dim:
