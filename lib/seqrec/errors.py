@@ -9,7 +9,7 @@ every job, see :mod:`seqrec.config`) or ``SEQREC_DEBUG=1`` prints the traceback 
 as well.
 
 Exit statuses: 0 done, 1 a bug (an unexpected exception), 2 bad arguments (argparse's own),
-3 environment or set-up (:data:`seqrec.spark.EXIT_SETUP`), 4 bad input data, 5 a missing model
+3 environment or set-up (a Spark without Delta: :mod:`seqrec.spark`), 4 bad input data, 5 a missing model
 or registry entry, 6 no data (an empty input, or nothing left after cleaning).
 """
 

@@ -48,7 +48,6 @@ DELTA_JARS = (
 # on first use), but it brings 33 jars, among them Jackson 2.13 and Parquet 1.16 copies beside
 # the newer ones Spark ships; the two jars above are all Delta needs on Spark 4.2.
 DELTA_PACKAGES = f"io.delta:delta-spark_4.2_2.13:{DELTA_VERSION}"
-EXIT_SETUP = 3  # the exit status of a job stopped because its Spark lacks what it needs
 MAVEN_REPO = os.environ.get("SEQREC_MAVEN_REPO", "https://repo.maven.apache.org/maven2")
 JARS_DIR = Path(os.environ.get("SEQREC_JARS_DIR", Path.home() / ".cache" / "seqrec" / "jars"))
 
@@ -168,7 +167,7 @@ def _missing_delta_message(master: str) -> str:
     )
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "JOB.py"
     return (
-        f"[seqrec] Delta Lake is not on this Spark's classpath, and master {master!r} is a "
+        f"Delta Lake is not on this Spark's classpath, and master {master!r} is a "
         "cluster, where the job cannot add it itself. Nothing was read or written. Run it "
         f"again with the Delta package: spark-submit --packages {DELTA_PACKAGES} "
         f"--master {master} jobs/{script} ... (Spark fetches it from Maven Central; for a "
@@ -189,8 +188,7 @@ def _delta_for_spark_submit(given: SparkConf) -> dict[str, str]:
         return {}
     master = given.get("spark.master", "local[*]")
     if not master.startswith("local"):
-        print(_missing_delta_message(master), file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_SETUP)
+        raise errors.SetupError(_missing_delta_message(master))
     jars = [str(path) for path in ensure_delta_jars()]
     jvm = SparkContext._jvm
     assert jvm is not None

@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 
 from seqrec import errors
-from seqrec.spark import EXIT_SETUP
 from tests.helpers import load_job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +58,6 @@ def test_every_kind_of_user_error_has_its_own_exit_status() -> None:
         errors.EmptyDataError,
     ]
     assert [kind.exit_code for kind in kinds] == [2, 3, 4, 5, 6]
-    assert errors.SetupError.exit_code == EXIT_SETUP
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from seqrec.spark import DELTA_PACKAGES, EXIT_SETUP
+from seqrec import errors
+from seqrec.spark import DELTA_PACKAGES
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -126,7 +127,7 @@ def test_cluster_master_without_delta_stops_with_the_packages_line(tmp_path: Pat
     )
     # spark-submit passes the Python driver's stderr on through its own stdout.
     printed = done.stdout + done.stderr
-    assert done.returncode == EXIT_SETUP, printed[-3000:]
+    assert done.returncode == errors.SetupError.exit_code, printed[-3000:]
     assert f"--packages {DELTA_PACKAGES} --master spark://127.0.0.1:1" in printed
     assert "jobs/build_sequences.py" in printed and "Nothing was read or written" in printed
     assert "Traceback" not in printed
