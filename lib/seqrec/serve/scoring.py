@@ -147,6 +147,14 @@ class BatchScorer:
         self, batch: pa.RecordBatch, k: int, exclude: str, n_interests: int
     ) -> pa.RecordBatch:
         """SEQUENCES columns of one batch -> schemas.SCORES rows (Arrow), in the same user order."""
+        return self.score_with_inputs(batch, k, exclude, n_interests)[0]
+
+    def score_with_inputs(
+        self, batch: pa.RecordBatch, k: int, exclude: str, n_interests: int
+    ) -> tuple[pa.RecordBatch, dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """:meth:`score`, plus the model's ``[B, w]`` input windows and its raw output
+        (``item_idx`` and ``score`` ``[B, k]``, ...): what the online service's explanations
+        start from (:mod:`seqrec.serve.explain`)."""
         offsets, items = _flat(batch.column(schemas.SEQ_ITEMS))
         longest = int(np.diff(offsets).max(initial=0))
         # Extra left padding leaves every model's prediction unchanged (a model contract), so
@@ -192,7 +200,7 @@ class BatchScorer:
                 fields=list(_RECOMMENDATION),
             ),
         )
-        return pa.RecordBatch.from_arrays(
+        scores = pa.RecordBatch.from_arrays(
             [
                 batch.column(schemas.USER_ID),
                 recommendations,
@@ -201,6 +209,7 @@ class BatchScorer:
             ],
             schema=_ARROW_SCORES,
         )
+        return scores, inputs, result
 
     def _interests(
         self, result: dict[str, np.ndarray], rows: int, n_interests: int
