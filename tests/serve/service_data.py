@@ -26,6 +26,7 @@ from seqrec.serve import recommender
 from seqrec.train.batches import EvalBatches, TrainBatches
 from seqrec.train.loop import TrainConfig, train
 
+NAME = "svc-test"  # the registered model
 N_ITEMS = 40  # item indices 2..40 are real items (0 padding, 1 <unk>)
 A, B = 5, 6  # the planted association: A seen -> B next
 N_USERS = 240

@@ -10,27 +10,12 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from seqrec.io import registry
 from seqrec.serve import online
 from seqrec.serve.api import MAX_EVENTS, create_app
 from seqrec.serve.live import Events, Histories
 from tests.serve import service_data as sd
 
-NAME = "svc-test"
-
-
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("service")
-    output = root / "data"
-    sd.write_build(output, "b1", sd.corpus())
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-        registry.configure("test-serve")
-        model = sd.train_model(root / "model-a", seed=0)
-        v1 = sd.register(model, NAME)
-        sd.make_champion(NAME, v1)
-        yield {"root": root, "data": output, "model": model, "v1": v1}
+NAME = sd.NAME
 
 
 def client_for(settings: online.Settings) -> TestClient:
