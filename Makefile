@@ -13,7 +13,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run test check lint format bench-sequences clean
+.PHONY: setup run serve browser test check lint format bench-sequences clean
 
 ## setup: create .venv, install the pinned packages and the Delta jars (idempotent, quick when done)
 setup: $(STAMP)
@@ -40,6 +40,21 @@ run: setup
 	$(PY) jobs/score.py --data $(DEMO) --table $(DEMO)/recommendations --run-date $(DEMO_DATE) --k 10 \
 		--show 3
 	@echo "Outputs: $(DEMO)/builds/ (the build CURRENT names: sequences, items, vocab, quarantine, report.json) and $(DEMO)/recommendations"
+	@echo "Live recommendations: make serve, then open http://127.0.0.1:8000/ (API docs at /docs)"
+
+## serve: the live service on the demo's build, model and table (run `make run` first)
+serve: setup
+	$(PY) jobs/serve.py --data $(DEMO) --table $(DEMO)/recommendations
+
+## browser: Debian's chromium for the service page's test, when it is missing and apt can install it
+browser:
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || \
+	{ if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium for the page test"; \
+		(apt-get install -y -q chromium >/dev/null 2>&1 || \
+		 (apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1)) || \
+		echo "chromium could not be installed: the page test will be skipped"; \
+	else echo "no chromium and no root apt-get: the page test will be skipped"; fi; }
 
 ## check: lint, format check and type check
 check: setup
@@ -52,7 +67,7 @@ format: setup
 	$(VENV)/bin/ruff format lib jobs tests benchmarks airflow_dags
 
 ## test: check, then the whole test suite
-test: check
+test: check browser
 	$(PY) -m pytest
 
 ## bench-sequences: Spark vs DuckDB on 1 M and 10 M generated events (writes under bench_out/)

@@ -23,6 +23,7 @@ from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 
 CHAMPION = "champion"
+RegistryError = MlflowException  # what a failed registry call raises, for callers outside io/
 # Tags on a registered version: what the training job registered it for, and how it compared
 # with the champion (the figures' tags are named after the metric: validation_tag, ...).
 RUN_DATE_TAG = "run_date"  # the run date the training job registered it for

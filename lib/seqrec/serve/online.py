@@ -85,8 +85,6 @@ class ModelUnavailable(Exception):
 def load_version(name: str, version: str, build: str) -> LoadedModel:
     """Download ``name`` v``version`` from the registry, load it without unpickling anything and
     check that its item ids are the build's."""
-    from mlflow.exceptions import MlflowException
-
     from seqrec.io import registry
 
     try:
@@ -94,7 +92,7 @@ def load_version(name: str, version: str, build: str) -> LoadedModel:
         model = recommender.load_model(folder)
         vocab = pq.read_table(Path(layout.local_path(layout.vocab(build, layout.ITEM_VOCAB))))
         scoring.check_vocabulary(folder, vocab)
-    except (MlflowException, OSError, ValueError, RuntimeError, KeyError) as error:
+    except (registry.RegistryError, OSError, ValueError, RuntimeError, KeyError) as error:
         first = str(error).splitlines()[0] if str(error) else ""
         raise ModelUnavailable(f"{name} v{version}: {type(error).__name__}: {first}") from error
     return LoadedModel(name, version, scoring.BatchScorer(model))
