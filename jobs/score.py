@@ -58,7 +58,13 @@ def score(cfg: job.ScoreConfig) -> int:
             spark, scores, users, data, cfg.profile_depth, cfg.interest_model
         )
     output = scoring.with_lineage(scores, cfg.model_name, version, cfg.run_date, scored_at)
-    tables.merge_delta(output, cfg.table, schemas.USER_ID, volatile=[schemas.SCORED_AT])
+    tables.merge_delta(
+        output,
+        cfg.table,
+        schemas.USER_ID,
+        volatile=[schemas.SCORED_AT],
+        metadata={schemas.RUN_DATE: cfg.run_date},  # which run wrote it: jobs/measure.py
+    )
     print(f"[score] model {cfg.model_name} v{version} -> {cfg.table}", flush=True)
     if cfg.show > 0:
         show_recommendations(spark, data, cfg.table, users=cfg.show)

@@ -224,6 +224,30 @@ RECOMMENDATIONS_TABLE = T.StructType(
         T.StructField(SCORED_AT, T.TimestampType(), False),
     ]
 )
+# --- what shoppers did with them ---------------------------------------------------------------
+# ``feedback.measure``: one row per (run date, model, version, arm, metric); ``all`` in the
+# model columns and arm for the figures over every user. MERGEd on those five columns.
+ARM = "arm"  # champion or challenger: which model a user was assigned to
+METRIC = "metric"
+VALUE = "value"
+COMPUTED_AT = "computed_at"
+RECOMMENDATION_METRICS = T.StructType(
+    [
+        T.StructField(RUN_DATE, T.DateType(), False),
+        T.StructField(MODEL_NAME, T.StringType(), False),
+        T.StructField(MODEL_VERSION, T.StringType(), False),
+        T.StructField(ARM, T.StringType(), False),
+        T.StructField(METRIC, T.StringType(), False),
+        T.StructField(VALUE, T.DoubleType()),  # null: no user to compute it over
+        T.StructField("ci_low", T.DoubleType()),  # bootstrap interval over users (95 %)
+        T.StructField("ci_high", T.DoubleType()),
+        T.StructField("active_users", T.LongType(), False),  # shown and active on the day
+        T.StructField("shown_users", T.LongType(), False),  # with recommendations
+        T.StructField(COMPUTED_AT, T.TimestampType(), False),
+    ]
+)
+METRICS_KEY = (RUN_DATE, MODEL_NAME, MODEL_VERSION, ARM, METRIC)
+
 # The interest classifier's category for an item without one (``interests``).
 FILLED = T.StructType(
     [

@@ -114,32 +114,83 @@ def read_delta(spark: SparkSession, path: str) -> DataFrame:
     return spark.read.format("delta").load(path)
 
 
-def merge_delta(df: DataFrame, path: str, key: str, volatile: Sequence[str] = ()) -> None:
-    """Upsert ``df`` into the Delta table at ``path`` on ``key`` (creates it on first use).
+def merge_delta(
+    df: DataFrame,
+    path: str,
+    key: str | Sequence[str],
+    volatile: Sequence[str] = (),
+    metadata: dict[str, Any] | None = None,
+) -> None:
+    """Upsert ``df`` into the Delta table at ``path`` on ``key`` (one column or several;
+    creates the table on first use).
 
     A change in a ``volatile`` column alone (e.g. when the row was computed) does not update
     a row: rerunning the same input leaves the table's contents exactly as they were. When
     ``df`` brings a column the table lacks, every matched row is updated so none is left
-    without it.
+    without it. ``metadata`` is recorded as JSON in the commit (``userMetadata`` of the
+    table's history, read back by :func:`delta_history`), e.g. the run date a commit wrote.
     """
     spark = df.sparkSession
-    if not is_delta(spark, path):
-        df.write.format("delta").mode("errorifexists").save(path)
-        return
-    table = DeltaTable.forPath(spark, path)
-    compared = [c for c in df.columns if c != key and c not in volatile]
-    changed = None
-    if volatile and set(df.columns) <= set(table.toDF().columns):
-        # <=> is equality with null equal to null, on nested arrays and structs as well
-        changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compared) or "false"
-    (
-        table.alias("t")
-        .merge(df.alias("s"), f"t.`{key}` = s.`{key}`")
-        .withSchemaEvolution()  # a column added by a newer job (e.g. a profile) joins the table
-        .whenMatchedUpdateAll(condition=changed)
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    keys = [key] if isinstance(key, str) else list(key)
+    conf = "spark.databricks.delta.commitInfo.userMetadata"
+    previous = spark.conf.get(conf, None)
+    if metadata is not None:
+        spark.conf.set(conf, json.dumps(metadata, sort_keys=True))
+    try:
+        if not is_delta(spark, path):
+            df.write.format("delta").mode("errorifexists").save(path)
+            return
+        table = DeltaTable.forPath(spark, path)
+        compared = [c for c in df.columns if c not in keys and c not in volatile]
+        changed = None
+        if volatile and set(df.columns) <= set(table.toDF().columns):
+            # <=> is equality with null equal to null, on nested arrays and structs as well
+            changed = " OR ".join(f"NOT (t.`{c}` <=> s.`{c}`)" for c in compared) or "false"
+        on = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        (
+            table.alias("t")
+            .merge(df.alias("s"), on)
+            .withSchemaEvolution()  # a column added by a newer job (e.g. a profile) joins the table
+            .whenMatchedUpdateAll(condition=changed)
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
+    finally:
+        if metadata is not None:
+            if previous is None:
+                spark.conf.unset(conf)
+            else:
+                spark.conf.set(conf, previous)
+
+
+def delta_history(spark: SparkSession, path: str) -> list[dict[str, Any]]:
+    """Every commit of the Delta table at ``path``, oldest first: ``version``, ``timestamp``
+    and ``metadata`` (what :func:`merge_delta` recorded, parsed; ``{}`` when none)."""
+    rows = (
+        DeltaTable.forPath(spark, path)
+        .history()
+        .select("version", "timestamp", "userMetadata")
+        .collect()
+    )  # one row per commit: a few hundred at most
+    out = []
+    for row in sorted(rows, key=lambda r: r["version"]):
+        try:
+            parsed = json.loads(row["userMetadata"]) if row["userMetadata"] else {}
+        except ValueError:
+            parsed = {}
+        out.append(
+            {
+                "version": int(row["version"]),
+                "timestamp": row["timestamp"],
+                "metadata": parsed if isinstance(parsed, dict) else {},
+            }
+        )
+    return out
+
+
+def read_delta_version(spark: SparkSession, path: str, version: int) -> DataFrame:
+    """The Delta table at ``path`` as it stood at ``version`` (time travel)."""
+    return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
 def list_names(spark: SparkSession, folder: str) -> list[str]:

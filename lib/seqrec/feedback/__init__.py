@@ -1,0 +1,1 @@
+"""What shoppers did with the recommendations: online metrics, arms, simulated responses."""
