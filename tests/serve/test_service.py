@@ -85,6 +85,7 @@ def test_a_known_users_live_events_come_after_their_build_history(client: TestCl
 def test_unknown_items_users_and_empty_sessions_degrade_with_a_reason(client: TestClient) -> None:
     body = post(client, events=[{"item_id": "nope", "event_type": "view"}], k=4).json()
     assert body["source"] == "popular" and body["unknown_items"] == ["nope"]
+    assert post(client, events=[{"item_id": "<unk>"}]).json()["unknown_items"] == ["<unk>"]
     assert len(body["items"]) == 4 and body["items"][0]["score"] is None
     assert any("no history" in n for n in body["notes"])
     mixed = post(client, events=[*views(sd.A), {"item_id": "nope"}], k=2).json()
@@ -128,10 +129,12 @@ def test_malformed_bodies_are_4xx_too(client: TestClient) -> None:
 
 
 def test_health_readiness_and_metrics(client: TestClient) -> None:
+    assert post(client, events=views(sd.A), k=2).status_code == 200
+    assert post(client, k=0).status_code == 422
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["model"]["version"] == "1"
-    assert ready["users"] == sd.N_USERS
+    assert ready["users"] == sd.N_USERS and ready["items"] == sd.N_ITEMS - 1  # <unk> is none
     text = client.get("/metrics").text
     assert 'seqrec_requests_total{route="/v1/recommendations",status="200"}' in text
     assert 'seqrec_requests_total{route="/v1/recommendations",status="422"}' in text

@@ -275,3 +275,24 @@ def log_interest_classifier(
         mlflow.log_dict(dict(report), "report.json")
         mlflow.log_artifacts(str(model_dir), INTEREST_CLASSIFIER_ARTIFACTS)
     return str(run.info.run_id)
+
+
+def log_version_metrics(name: str, version: str, values: Mapping[str, float], step: int) -> bool:
+    """Log ``values`` at ``step`` on the run that produced ``name`` v``version``; a point
+    already logged with the same step and value is not logged again, so a rerun adds nothing.
+    False when the registry has no such version."""
+    client = MlflowClient()
+    try:
+        run_id = client.get_model_version(name, version).run_id
+    except MlflowException:
+        return False
+    if not run_id:
+        return False
+    for key, value in values.items():
+        done = any(
+            m.step == step and m.value == float(value)
+            for m in client.get_metric_history(run_id, key)
+        )
+        if not done:
+            client.log_metric(run_id, key, float(value), step=step)
+    return True

@@ -28,17 +28,20 @@ COLUMNS = (schemas.SEQ_ITEMS, schemas.SEQ_EVENT_TYPES, schemas.SEQ_CATEGORIES, s
 
 
 def _vocab(build: str, name: str) -> dict[str, int]:
+    """A build vocabulary's real keys -> ids (``<unk>`` and padding left out)."""
     path = Path(layout.local_path(layout.vocab(build, name)))
     if not path.exists():
         return {}
     table = pq.read_table(path, columns=[schemas.VOCAB_KEY, schemas.VOCAB_IDX])
-    return dict(
-        zip(
+    return {
+        key: idx
+        for key, idx in zip(
             table.column(schemas.VOCAB_KEY).to_pylist(),
             table.column(schemas.VOCAB_IDX).to_pylist(),
             strict=True,
         )
-    )
+        if idx > OOV_IDX
+    }
 
 
 class Catalogue:
@@ -142,10 +145,8 @@ class Histories:
         flat = {}
         for name in COLUMNS:
             column = table.column(name).combine_chunks()
-            flat[name] = (
-                column.offsets.to_numpy().astype(np.int64),
-                column.values.to_numpy().astype(np.int64),
-            )
+            # The values keep their Parquet types (int32 ids, int64 times): half the memory.
+            flat[name] = (column.offsets.to_numpy().astype(np.int64), column.values.to_numpy())
         with self._lock:
             self.build = build
             self._row = row
