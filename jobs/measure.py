@@ -123,6 +123,8 @@ def _print(rows: list) -> None:
             ci = ""
             if row["ci_low"] is not None:
                 ci = f"  [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
+            if row["p_value"] is not None:
+                ci += f"  p = {row['p_value']:.3f}"
             print(f"    {metric:<12} {value}{ci}")
 
 

@@ -18,46 +18,78 @@ were.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import reduce
+from pathlib import Path
 
 from mlflow.exceptions import MlflowException
+from pyspark.sql import functions as F
 
 from seqrec import config, errors, schemas
+from seqrec.feedback import arms
 from seqrec.io import layout, registry, tables
 from seqrec.serve import job, scoring
 from seqrec.serve.showcase import show_recommendations
 from seqrec.spark import get_spark, ship_folder
 
 
+def _download(name: str, version: str) -> Path:
+    try:
+        return registry.download_model(registry.version_uri(name, version))
+    except MlflowException as error:
+        raise job.ScoreRefused(
+            f"model '{name}' has no version {version} in "
+            f"{registry.tracking_uri()} ({str(error).splitlines()[0]})."
+        ) from error
+
+
 def score(cfg: job.ScoreConfig) -> int:
     scored_at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S")  # lineage, fixed once per run
     registry.configure("seqrec")
     version = job.version_to_score(cfg.model_name, cfg.model_version)
-    try:
-        model_dir = registry.download_model(registry.version_uri(cfg.model_name, version))
-    except MlflowException as error:
-        raise job.ScoreRefused(
-            f"model '{cfg.model_name}' has no version {version} in "
-            f"{registry.tracking_uri()} ({str(error).splitlines()[0]})."
-        ) from error
-    job.check_model(model_dir, cfg.model_name, version, cfg.exclude)
+    # (arm, version, model folder): the champion's users, and the challenger's when there is one
+    arms_to_score = [(arms.CHAMPION, version, _download(cfg.model_name, version))]
+    if cfg.challenger:
+        if cfg.challenger == version:
+            raise job.ScoreRefused(
+                f"--challenger {cfg.challenger} is the version scoring the champion arm."
+            )
+        arms_to_score.append(
+            (arms.CHALLENGER, cfg.challenger, _download(cfg.model_name, cfg.challenger))
+        )
+    for _, arm_version, model_dir in arms_to_score:
+        job.check_model(model_dir, cfg.model_name, arm_version, cfg.exclude)
     spark = get_spark("seqrec-score")
     data = layout.resolve(cfg.data, spark)  # once: every read below is of this one build
-    item_vocab = tables.read_parquet(spark, layout.vocab(data, layout.ITEM_VOCAB))
-    scoring.check_vocabulary(model_dir, item_vocab.toArrow())
+    item_vocab = tables.read_parquet(spark, layout.vocab(data, layout.ITEM_VOCAB)).toArrow()
+    for _, _, model_dir in arms_to_score:
+        scoring.check_vocabulary(model_dir, item_vocab)
     since = job.since_date(spark, cfg.table, cfg.since, cfg.model_name, version)
+    if cfg.challenger and since is not None:
+        print(f"[score] --challenger: every user is scored, not only those since {since}")
+        since = None
     users = scoring.active_since(tables.read_parquet(spark, layout.sequences(data)), since)
     if users.isEmpty():
         if cfg.since == job.LAST_RUN and since is not None:
             print(f"[score] no user is active since {since}: the table stays as it is", flush=True)
             return 0
         raise errors.EmptyDataError(f"no users to score in {data}; nothing was written.")
-    shipped = ship_folder(spark, model_dir, "seqrec-model")
-    scores = scoring.score_users(users, shipped, k=cfg.k, exclude=cfg.exclude)
-    if cfg.profiles:
-        scores = job.with_build_profiles(
-            spark, scores, users, data, cfg.profile_depth, cfg.interest_model
+    share = cfg.challenger_share if cfg.challenger else 0.0
+    assigned = users.withColumn(schemas.ARM, arms.arm_of(F.col(schemas.USER_ID), share))
+    parts = []
+    for arm, arm_version, model_dir in arms_to_score:
+        arm_users = assigned.filter(F.col(schemas.ARM) == arm).drop(schemas.ARM)
+        shipped = ship_folder(spark, model_dir, f"seqrec-model-{arm}")
+        scores = scoring.score_users(arm_users, shipped, k=cfg.k, exclude=cfg.exclude)
+        if cfg.profiles:
+            scores = job.with_build_profiles(
+                spark, scores, arm_users, data, cfg.profile_depth, cfg.interest_model
+            )
+        parts.append(
+            scoring.with_lineage(
+                scores, cfg.model_name, arm_version, cfg.run_date, scored_at, arm=arm
+            )
         )
-    output = scoring.with_lineage(scores, cfg.model_name, version, cfg.run_date, scored_at)
+    output = reduce(lambda a, b: a.unionByName(b), parts)
     tables.merge_delta(
         output,
         cfg.table,
@@ -65,7 +97,10 @@ def score(cfg: job.ScoreConfig) -> int:
         volatile=[schemas.SCORED_AT],
         metadata={schemas.RUN_DATE: cfg.run_date},  # which run wrote it: jobs/measure.py
     )
-    print(f"[score] model {cfg.model_name} v{version} -> {cfg.table}", flush=True)
+    challenger = (
+        f", challenger v{cfg.challenger} ({cfg.challenger_share:.0%})" if cfg.challenger else ""
+    )
+    print(f"[score] model {cfg.model_name} v{version}{challenger} -> {cfg.table}", flush=True)
     if cfg.show > 0:
         show_recommendations(spark, data, cfg.table, users=cfg.show)
     return 0

@@ -189,6 +189,7 @@ INTEREST_PROFILE = "interest_profile"  # from the user's history: see ``serve.sc
 MODEL_NAME = "model_name"
 MODEL_VERSION = "model_version"
 SCORED_AT = "scored_at"
+ARM = "arm"  # champion or challenger: which model a user was assigned to
 SCORE = "score"
 RANK = "rank"
 WEIGHT = "weight"
@@ -222,12 +223,12 @@ RECOMMENDATIONS_TABLE = T.StructType(
         T.StructField(MODEL_VERSION, T.StringType(), False),
         T.StructField(RUN_DATE, T.DateType(), False),
         T.StructField(SCORED_AT, T.TimestampType(), False),
+        T.StructField(ARM, T.StringType(), False),  # champion, or challenger (score --challenger)
     ]
 )
 # --- what shoppers did with them ---------------------------------------------------------------
 # ``feedback.measure``: one row per (run date, model, version, arm, metric); ``all`` in the
 # model columns and arm for the figures over every user. MERGEd on those five columns.
-ARM = "arm"  # champion or challenger: which model a user was assigned to
 METRIC = "metric"
 VALUE = "value"
 COMPUTED_AT = "computed_at"
@@ -241,6 +242,8 @@ RECOMMENDATION_METRICS = T.StructType(
         T.StructField(VALUE, T.DoubleType()),  # null: no user to compute it over
         T.StructField("ci_low", T.DoubleType()),  # bootstrap interval over users (95 %)
         T.StructField("ci_high", T.DoubleType()),
+        # arm "difference" rows (challenger - champion): two-sided bootstrap p-value
+        T.StructField("p_value", T.DoubleType()),
         T.StructField("active_users", T.LongType(), False),  # shown and active on the day
         T.StructField("shown_users", T.LongType(), False),  # with recommendations
         T.StructField(COMPUTED_AT, T.TimestampType(), False),

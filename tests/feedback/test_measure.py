@@ -18,7 +18,13 @@ CATEGORY = {"a": "c1", "b": "c1", "c": "c2", "d": "c2", "e": "c3", "z": "c9", "q
 N_EVENTS = {"a": 4, "b": 2, "c": 1, "d": 1, "e": 0, "z": 1, "q": 1}  # 10 in all
 
 
-def recs(spark, lists: dict[str, list[str]], run_date: str = "2026-11-27") -> DataFrame:
+def recs(
+    spark,
+    lists: dict[str, list[str]],
+    run_date: str = "2026-11-27",
+    challengers: frozenset[str] = frozenset(),
+) -> DataFrame:
+    """Recommendation rows: model m, v1 (champion), or v2 for the ``challengers``."""
     rows = [
         (
             user,
@@ -26,9 +32,10 @@ def recs(spark, lists: dict[str, list[str]], run_date: str = "2026-11-27") -> Da
             [],
             0.5,
             "m",
-            "1",
+            "2" if user in challengers else "1",
             datetime.fromisoformat(run_date).date(),
             datetime(2026, 11, 28, 2, 0),
+            "challenger" if user in challengers else "champion",
         )
         for user, items in lists.items()
     ]
@@ -145,3 +152,22 @@ def test_time_travel_reads_the_lists_shown_that_day(spark, tmp_path: Path) -> No
     assert got["hit_rate"]["value"] == pytest.approx(2 / 3)
     with pytest.raises(measure.NoRecommendations, match="before 2026-11-26"):
         measure.recommendations_as_of(spark, table, "2026-11-26")
+
+
+def test_the_arms_side_by_side_with_their_difference(spark) -> None:
+    # six users per arm; every challenger user views their first item, no champion user does
+    champions = {f"a{i}": ["a", "b"] for i in range(6)}
+    challengers = {f"b{i}": ["c", "d"] for i in range(6)}
+    day = [(u, "z", "view") for u in champions] + [(u, "c", "view") for u in challengers]
+    shown = recs(spark, {**champions, **challengers}, challengers=frozenset(challengers))
+    result = measure.measure(shown, events(spark, day), items(spark), DAY, bootstrap=30)
+    rows = {(r[schemas.ARM], r["metric"]): r for r in result.collect()}
+    assert rows[("champion", "hit_rate")]["value"] == 0.0
+    assert rows[("challenger", "hit_rate")]["value"] == 1.0
+    assert rows[("challenger", "hit_rate")][schemas.MODEL_VERSION] == "2"
+    diff = rows[(measure.DIFFERENCE, "hit_rate")]
+    assert diff["value"] == pytest.approx(1.0) and diff[schemas.MODEL_VERSION] == "2"
+    assert diff["p_value"] == 0.0 and diff["ci_low"] == pytest.approx(1.0)
+    same = rows[(measure.DIFFERENCE, "cart_rate")]  # nobody carted in either arm
+    assert same["value"] == 0.0 and same["p_value"] == 1.0
+    assert rows[("champion", "hit_rate")]["p_value"] is None

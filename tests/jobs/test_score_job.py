@@ -207,3 +207,22 @@ def test_since_last_run_scores_the_active_users_until_the_model_changes(spark, s
     before = _snapshot(spark, table)
     run("2023-11-18", setup["other"])  # nobody active since 2023-11-17: nothing to do
     assert _snapshot(spark, table) == before
+
+
+def test_a_challenger_scores_a_stable_share_of_the_users(spark, setup, tmp_path: Path) -> None:
+    registry.promote_if_better(NAME, setup["fits"], "ndcg10", 0.1, None)
+    table = tmp_path / "recs_ab"
+    argv = ["--challenger", setup["other"], "--challenger-share", "0.5"]
+    assert _run(setup, table, *argv) == 0
+    _, rows = _snapshot(spark, table)
+    arm = {r[schemas.USER_ID]: r[schemas.ARM] for r in rows}
+    assert len(rows) == N_USERS and set(arm.values()) == {"champion", "challenger"}
+    for row in rows:
+        expected = setup["other"] if row[schemas.ARM] == "challenger" else setup["fits"]
+        assert row[schemas.MODEL_VERSION] == expected
+    assert 10 <= sum(a == "challenger" for a in arm.values()) <= 30  # about half of 40
+    assert _run(setup, table, *argv) == 0  # the next night: the same users in the same arms
+    _, again = _snapshot(spark, table)
+    assert {r[schemas.USER_ID]: r[schemas.ARM] for r in again} == arm
+    with pytest.raises(errors.NotFoundError, match="is the version scoring the champion"):
+        _run(setup, table, "--challenger", setup["fits"])

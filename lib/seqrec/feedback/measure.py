@@ -236,8 +236,10 @@ def summarize(
     bootstrap: int,
     seed: int,
     confidence: float = 0.95,
+    replicates_out: list[DataFrame] | None = None,
 ) -> DataFrame:
-    """(group..., metric, value, ci_low, ci_high, users) over ``users`` (from :func:`per_user`)."""
+    """(group..., metric, value, ci_low, ci_high, users) over ``users`` (from :func:`per_user`);
+    the bootstrap's per-replicate figures are appended to ``replicates_out`` when given."""
     sums = users.groupBy(*group).agg(
         *[
             F.sum(f"{m}_{part}").cast("double").alias(f"{m}_{part}")
@@ -285,6 +287,8 @@ def summarize(
         ]
     )
     tail = (1 - confidence) / 2
+    if replicates_out is not None:
+        replicates_out.append(rep)
     bounds = rep.groupBy(*group).agg(
         *[F.percentile(F.col(m), F.array(F.lit(tail), F.lit(1 - tail))).alias(m) for m in metrics]
     )
@@ -317,7 +321,8 @@ def measure(
     users, rank_metrics = _with_rank_metrics(users, int(max_rank))
     metrics = [*USER_METRICS, *rank_metrics]
     by_arm = [schemas.MODEL_NAME, schemas.MODEL_VERSION, schemas.ARM]
-    per_arm = summarize(users, metrics, by_arm, bootstrap, seed)
+    replicates: list[DataFrame] = []
+    per_arm = summarize(users, metrics, by_arm, bootstrap, seed, replicates_out=replicates)
     everyone = (
         users.withColumn(schemas.MODEL_VERSION, F.lit(ALL))
         .withColumn(schemas.ARM, F.lit(ALL))
@@ -367,7 +372,10 @@ def measure(
         per_arm.select(*columns)
         .unionByName(overall.select(*columns))
         .unionByName(coverage.select(*columns))
+        .withColumn("p_value", F.lit(None).cast("double"))
     )
+    if replicates:
+        result = result.unionByName(difference(per_arm, replicates[0], metrics))
     return result.select(
         F.lit(run_date).cast(T.DateType()).alias(schemas.RUN_DATE),
         *by_arm,
@@ -377,4 +385,74 @@ def measure(
         "ci_high",
         F.col("active_users").cast("long").alias("active_users"),
         F.col("shown_users").cast("long").alias("shown_users"),
+        "p_value",
+    )
+
+
+DIFFERENCE = "difference"  # the arm of the challenger - champion rows
+
+
+def difference(per_arm: DataFrame, replicates: DataFrame, metrics: list[str]) -> DataFrame:
+    """Per model and metric where both arms were shown: challenger minus champion, its
+    bootstrap interval (the arms' users are disjoint, so their replicates are independent)
+    and a two-sided bootstrap p-value (twice the share of replicate differences on the far
+    side of 0, at most 1). ``model_version`` and the user counts are the challenger's."""
+    from seqrec.feedback.arms import CHALLENGER, CHAMPION
+
+    name, metric = schemas.MODEL_NAME, "metric"
+    challenger = per_arm.filter(F.col(schemas.ARM) == CHALLENGER).alias("c")
+    champion = per_arm.filter(F.col(schemas.ARM) == CHAMPION).alias("p")
+    point = challenger.join(
+        champion,
+        (F.col(f"c.{name}") == F.col(f"p.{name}")) & (F.col("c.metric") == F.col("p.metric")),
+    ).select(
+        F.col(f"c.{name}").alias(name),
+        F.col(f"c.{schemas.MODEL_VERSION}").alias(schemas.MODEL_VERSION),
+        F.col("c.metric").alias(metric),
+        (F.col("c.value") - F.col("p.value")).alias("value"),
+        F.col("c.active_users").alias("active_users"),
+        F.col("c.shown_users").alias("shown_users"),
+    )
+    stacked = replicates.select(
+        name,
+        schemas.ARM,
+        "b",
+        F.explode(
+            F.array(*[F.struct(F.lit(m).alias(metric), F.col(m).alias("v")) for m in metrics])
+        ).alias("r"),
+    ).select(name, schemas.ARM, "b", "r.metric", "r.v")
+    c_rep = (
+        stacked.filter(F.col(schemas.ARM) == CHALLENGER)
+        .drop(schemas.ARM)
+        .withColumnRenamed("v", "cv")
+    )
+    p_rep = (
+        stacked.filter(F.col(schemas.ARM) == CHAMPION)
+        .drop(schemas.ARM)
+        .withColumnRenamed("v", "pv")
+    )
+    diffs = c_rep.join(p_rep, [name, metric, "b"]).select(
+        name, metric, (F.col("cv") - F.col("pv")).alias("d")
+    )
+    below = F.avg((F.col("d") <= 0).cast("double"))
+    above = F.avg((F.col("d") >= 0).cast("double"))
+    spread = (
+        diffs.filter(F.col("d").isNotNull())
+        .groupBy(name, metric)
+        .agg(
+            F.percentile(F.col("d"), F.array(F.lit(0.025), F.lit(0.975))).alias("ci"),
+            F.least(F.lit(1.0), 2 * F.least(below, above)).alias("p_value"),
+        )
+    )
+    return point.join(spread, [name, metric], "left").select(
+        name,
+        schemas.MODEL_VERSION,
+        F.lit(DIFFERENCE).alias(schemas.ARM),
+        metric,
+        "value",
+        F.col("ci").getItem(0).alias("ci_low"),
+        F.col("ci").getItem(1).alias("ci_high"),
+        "active_users",
+        "shown_users",
+        "p_value",
     )

@@ -60,6 +60,15 @@ class ScoreConfig:
         help="interest classifier folder (jobs/train_interests.py): predicts the category "
         "of items that have none, from their text, for the profiles",
     )
+    challenger: str | None = config.option(
+        None,
+        help="a version to score a share of the users with (an A/B test against the "
+        "champion); each user's arm is a stable hash of their id, recorded in the table's "
+        "'arm' column, and jobs/measure.py compares the arms",
+    )
+    challenger_share: float = config.option(
+        0.1, help="the share of users in the challenger's arm (0 to 1)"
+    )
     show: int = config.option(
         0,
         help="after writing, print this many users' recent history beside their "
@@ -76,6 +85,8 @@ class ScoreConfig:
         )
         if problem:
             return problem
+        if not 0 < self.challenger_share < 1:
+            return f"--challenger-share {self.challenger_share}: give a share between 0 and 1"
         if self.since and self.since != LAST_RUN:
             try:
                 datetime.fromisoformat(self.since)

@@ -346,9 +346,15 @@ def score_users(
 
 
 def with_lineage(
-    scores: DataFrame, model_name: str, model_version: str, run_date: str, scored_at: str
+    scores: DataFrame,
+    model_name: str,
+    model_version: str,
+    run_date: str,
+    scored_at: str,
+    arm: str = "champion",
 ) -> DataFrame:
-    """Add the model and run lineage columns; ``scored_at`` comes in as an argument."""
+    """Add the model and run lineage columns; ``scored_at`` comes in as an argument, ``arm``
+    is the arm these users were assigned to (:mod:`seqrec.feedback.arms`)."""
     extra = [
         c for c in scores.columns if c not in schemas.SCORES.fieldNames()
     ]  # e.g. schemas.INTEREST_PROFILE
@@ -359,4 +365,5 @@ def with_lineage(
         F.lit(model_version).alias(schemas.MODEL_VERSION),
         F.lit(run_date).cast(T.DateType()).alias(schemas.RUN_DATE),
         F.lit(scored_at).cast(T.TimestampType()).alias(schemas.SCORED_AT),
+        F.lit(arm).alias(schemas.ARM),
     )
