@@ -54,6 +54,11 @@ def main(argv: list[str] | None = None) -> int:
         "Parquet table. Nothing is downloaded.",
     )
     print(f"[embed_items] {cfg}", flush=True)
+    model_path = cfg.model_path or None
+    # A folder that is not a model stops the job here, before Spark starts.
+    embedding.check_model_folder(
+        model_path or embedding.default_model_path(), installed=model_path is None
+    )
     spark = get_spark("seqrec-embed-items", delta=False)
     source = layout.resolve(cfg.items, spark)  # a build output folder: its current build
     if tables.exists(spark, f"{layout.items(source)}/_SUCCESS"):  # a build output folder
@@ -65,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     vectors = embedding.embed_items(
         items.repartition(partitions),
-        model_path=cfg.model_path or None,
+        model_path=model_path,
         batch_size=cfg.batch_size,
         max_length=cfg.max_length,
         keys=(schemas.ITEM_ID,),

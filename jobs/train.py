@@ -47,11 +47,7 @@ def strict_json(value: Any) -> Any:
 def main(argv: list[str] | None = None) -> int:
     config = TrainJobConfig.from_args(argv)
     print(f"[train] {config}", flush=True)
-    if config.distributed:
-        from seqrec.spark import get_spark
-
-        get_spark("seqrec-train", delta=False)  # TorchDistributor needs an active session
-    result = run_distributed(config)
+    result = run_distributed(config)  # checks the data, then starts Spark when distributed
     print(f"[train] item text vectors: {result['item_vectors']}", flush=True)
     print(f"[train] best epoch {result['best_epoch']}: valid {result['valid']}", flush=True)
     print(f"[train] test ({config.protocol}): {result['test']}", flush=True)

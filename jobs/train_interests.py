@@ -22,7 +22,7 @@ import torch
 
 from seqrec import errors
 from seqrec.interests.config import TrainInterestsConfig
-from seqrec.interests.datasets import load_items, sample_items
+from seqrec.interests.datasets import items_path, load_items, sample_items
 from seqrec.interests.fit import train_classifier
 from seqrec.interests.labels import format_metrics
 from seqrec.interests.tracking import log_run
@@ -34,9 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if config.threads:
         torch.set_num_threads(config.threads)
     started = time.perf_counter()
-    items = load_items(config.items, config.data_root)
+    items = load_items(config.items, config.data_root)  # refuses a file it cannot learn from
     items = sample_items(items, config.limit, config.classifier.seed)
-    classifier, report = train_classifier(items, config.classifier, progress=True)
+    try:
+        classifier, report = train_classifier(items, config.classifier, progress=True)
+    except errors.EmptyDataError as error:  # no class left: named after the file, as above
+        source = items_path(config.items, config.data_root)
+        raise errors.EmptyDataError(f"{source}: {error} Nothing was written.") from error
     output = classifier.save(config.output)
     print(f"[train_interests] labels: {json.dumps(report['labels'])}")
     print(format_metrics(report), flush=True)

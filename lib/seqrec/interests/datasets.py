@@ -5,6 +5,10 @@ Parquet items table, as item_id, title, brand, description and the category path
 which is the label and never part of the text. They are sampled and split into
 train/validation/test by a hash of their id: stable when the catalogue grows, independent of
 row order.
+
+A file that cannot be read as items is an :class:`~seqrec.errors.InputError`, and one without
+any item, or without any item that has a category, an :class:`~seqrec.errors.EmptyDataError`:
+each names the file and what is wrong with it.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import html
 import json
 import math
 import re
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from seqrec import schemas
+from seqrec import errors, schemas
 from seqrec.text.embedding import item_text
 
 TRAIN, VALID, TEST = schemas.SPLIT_TRAIN, schemas.SPLIT_VALID, schemas.SPLIT_TEST
@@ -35,6 +40,12 @@ DATASETS = {
 }
 _BEAUTY_HEADER = ["item_id", "asin", "title", "attributes", "idgenrec_text_id"]
 _SCIENTIFIC_ROOT = "Industrial & Scientific"  # every labelled item's first level: no information
+# What a file is read as, by its suffix, for the errors that say it cannot be.
+_LAYOUTS = {".tsv": "a Beauty items file (.tsv)", ".json": "a Scientific items file (.json)"}
+_PARQUET = (
+    "a Parquet items table (item_id, category, and any of title, brand, description; a file "
+    "named neither .tsv nor .json is read as Parquet)"
+)
 
 
 def clean(value: Any) -> str | None:
@@ -54,10 +65,23 @@ def read_beauty_items(path: str | Path) -> pd.DataFrame:
     categories: a list starting with one has no brand. A list holding only a brand has no
     category.
     """
-    rows = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, quoting=3)
+    with warnings.catch_warnings():
+        # A line with more fields than the header: pandas would drop the extra ones and warn
+        # (or, on the first line, take the first field for a row label without a word).
+        warnings.simplefilter("error", pd.errors.ParserWarning)
+        try:
+            rows = pd.read_csv(
+                path, sep="\t", dtype=str, keep_default_na=False, quoting=3, index_col=False
+            )
+        except pd.errors.ParserWarning as warning:
+            raise errors.InputError(
+                f"{path}: not a Beauty items file: its first line after the header has more "
+                f"tab-separated fields than the {len(_BEAUTY_HEADER)} columns of the header."
+            ) from warning
     if list(rows.columns) != _BEAUTY_HEADER:
-        raise ValueError(
-            f"{path}: expected the columns {_BEAUTY_HEADER}, found {list(rows.columns)}"
+        raise errors.InputError(
+            f"{path}: not a Beauty items file: expected the tab-separated columns "
+            f"{_BEAUTY_HEADER}, found {list(rows.columns)}."
         )
     lists = [[clean(a) or "" for a in text.split("|")] for text in rows["attributes"]]
     tops = {values[1] for values in lists if len(values) > 1}
@@ -87,8 +111,18 @@ def read_scientific_items(path: str | Path) -> pd.DataFrame:
     """
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
+    if not isinstance(data, dict):
+        raise errors.InputError(
+            f"{path}: not a Scientific items file: expected a JSON object of items by id, "
+            f"found a JSON {type(data).__name__}."
+        )
     rows = []
     for item_id, item in data.items():
+        if not isinstance(item, dict):
+            raise errors.InputError(
+                f"{path}: not a Scientific items file: item {item_id!r} is a JSON "
+                f"{type(item).__name__}, not an object of fields (title, categories, ...)."
+            )
         cleaned = (clean(v) for v in re.split(r",(?! )", item.get("categories") or ""))
         levels = [v for v in cleaned if v]
         if levels and levels[0] == _SCIENTIFIC_ROOT:
@@ -105,20 +139,65 @@ def read_scientific_items(path: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[schemas.ITEM_ID, *TEXT_COLUMNS, schemas.CATEGORY])
 
 
+def items_path(items: str, data_root: str | Path | None = None) -> Path:
+    """Where ``items`` (a dataset name, found under ``data_root``, or a path) is."""
+    if items not in DATASETS:
+        return Path(items)
+    if data_root is None:
+        raise errors.UsageError(
+            f"dataset {items!r} needs data_root (the folder holding {DATASETS[items]})"
+        )
+    return Path(data_root) / DATASETS[items]
+
+
 def load_items(items: str, data_root: str | Path | None = None) -> pd.DataFrame:
     """Items to learn from: a dataset name (``beauty``, ``scientific``, found under
     ``data_root``), a file in one of their layouts (``.tsv``, ``.json``) or a Parquet items
     table (``item_id``, ``title``, ``brand``, ``category``; e.g. ``build_sequences``' items/).
+
+    Refuses (naming the file) one that is missing or unreadable as that layout, or that holds
+    duplicate ids (:class:`~seqrec.errors.InputError`), and one with no items, or none with a
+    category to learn (:class:`~seqrec.errors.EmptyDataError`).
     """
-    path = Path(items)
-    if items in DATASETS:
-        if data_root is None:
-            raise ValueError(
-                f"dataset {items!r} needs data_root (the folder holding {DATASETS[items]})"
-            )
-        path = Path(data_root) / DATASETS[items]
+    path = items_path(items, data_root)
     if not path.exists():
-        raise FileNotFoundError(f"items not found: {path}")
+        raise errors.InputError(f"{path}: no such items file or folder.")
+    if (path.is_file() and path.stat().st_size == 0) or (path.is_dir() and not _data_files(path)):
+        raise errors.EmptyDataError(f"{path}: no items: it is empty.")
+    try:
+        table = _read(path)
+    except errors.UserError:
+        raise
+    except pd.errors.EmptyDataError as error:  # blank lines only: no header to read
+        raise errors.EmptyDataError(f"{path}: no items: it holds no header line.") from error
+    except (OSError, ValueError) as error:  # Arrow's, pandas' and json's errors among them
+        reason = " ".join(str(error).split()) or type(error).__name__
+        expected = _LAYOUTS.get(path.suffix, _PARQUET)
+        raise errors.InputError(f"{path}: cannot be read as {expected}: {reason}.") from error
+    if table.empty:
+        header_only = " (a header line only?)" if path.suffix == ".tsv" else ""
+        raise errors.EmptyDataError(f"{path}: no items: it holds no rows{header_only}.")
+    repeated = table[schemas.ITEM_ID][table[schemas.ITEM_ID].duplicated()].unique()
+    if len(repeated):
+        raise errors.InputError(
+            f"{path}: item ids appear more than once ({len(repeated)} of them, such as "
+            f"{', '.join(map(repr, repeated[:3]))}); each item needs its own id."
+        )
+    if table[schemas.CATEGORY].isna().all():
+        raise errors.EmptyDataError(
+            f"{path}: no item has a category (it holds {len(table)} items, none with one): "
+            "there is nothing to learn."
+        )
+    return table
+
+
+def _data_files(folder: Path) -> list[Path]:
+    """The files of a table folder, without Spark's markers (``_SUCCESS``) and hidden files."""
+    return [f for f in folder.rglob("*") if f.is_file() and not f.name.startswith(("_", "."))]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    """The items of ``path`` in the layout its suffix says (Parquet when none)."""
     if path.suffix == ".tsv":
         return read_beauty_items(path)
     if path.suffix == ".json":
@@ -126,7 +205,10 @@ def load_items(items: str, data_root: str | Path | None = None) -> pd.DataFrame:
     table = pd.read_parquet(path)
     missing = {schemas.ITEM_ID, schemas.CATEGORY} - set(table.columns)
     if missing:
-        raise ValueError(f"{path}: an items table needs the columns {sorted(missing)}")
+        raise errors.InputError(
+            f"{path}: not an items table: it has no {' and no '.join(sorted(missing))} column "
+            f"(it has {', '.join(map(str, table.columns)) or 'no columns'})."
+        )
     out = pd.DataFrame({schemas.ITEM_ID: table[schemas.ITEM_ID].astype(str)})
     for column in (*TEXT_COLUMNS, schemas.CATEGORY):
         out[column] = [clean(v) for v in table[column]] if column in table.columns else None

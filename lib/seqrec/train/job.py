@@ -1,6 +1,7 @@
 """The training job's configuration, and what the job reads from a build folder besides the
 sequences: the vocabularies (the model's sizes, the purchase event type, the ids a saved model
-carries) and the item text vectors.
+carries) and the item text vectors; and the check, made before any worker starts, that every
+worker will find something to train on.
 
 Item text vectors (``<data>/item_vectors``, written by the build when the items have text, or
 any ``item_id -> vector`` Parquet from ``jobs/embed_items.py``) enter the model as a frozen
@@ -21,13 +22,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from seqrec import config, schemas
+from seqrec import config, errors, schemas
 from seqrec.io import layout
 from seqrec.models import MODELS
 from seqrec.prep.vocab import key_id
 from seqrec.text import embedding
+from seqrec.train import streams
 from seqrec.train.objective import LOSSES
-from seqrec.train.streams import PROTOCOLS
 
 DESCRIPTION = (
     "Train a sequence model on the output of build_sequences.py, evaluate it with full ranking, "
@@ -46,7 +47,9 @@ class TrainJobConfig:
     )  # recorded with the model
     model: str = config.option("sasrec", help="sequence model", choices=sorted(MODELS))
     protocol: str = config.option(
-        "time", help="'time' (global cut-off, production) or 'loo' (papers)", choices=PROTOCOLS
+        "time",
+        help="'time' (global cut-off, production) or 'loo' (papers)",
+        choices=streams.PROTOCOLS,
     )
     max_len: int = config.option(50, help="newest events the model reads")
     hidden_size: int = config.option(64, help="model width")
@@ -184,3 +187,68 @@ def model_fields(config: TrainJobConfig, item_vector_dim: int = 0) -> dict[str, 
 def purchase_event_type(data_dir: str) -> int:
     """The event-type id of purchases in this data's vocabulary; 0 when there are none."""
     return key_id(read_vocab(data_dir, layout.EVENT_TYPE_VOCAB), schemas.PURCHASE)
+
+
+def check_training_data(config: TrainJobConfig) -> None:
+    """Refuse, on the driver and before any worker starts, a ``--data`` the workers could not
+    train on: a folder that is not a build (:class:`~seqrec.errors.InputError`), no users, no
+    user with enough events to train on, or (with several workers) a worker whose share of the
+    users has none (:class:`~seqrec.errors.EmptyDataError`). A worker would otherwise fail
+    inside TorchDistributor, whose error names neither the data nor the reason.
+
+    Cheap when the data is fine: each worker's share is read only up to its first user with a
+    training row, and only the two length columns.
+    """
+    data = layout.resolve(config.data)
+    sequences = layout.sequences(data)
+    needed = [sequences, *(layout.vocab(data, name) for name in layout.VOCABS)]
+    missing = [os.path.relpath(path, data) for path in needed if not os.path.exists(path)]
+    if missing:
+        raise errors.InputError(
+            f"{data}: not the output of jobs/build_sequences.py: it has no {', '.join(missing)}. "
+            "Nothing was trained; give --data the --output folder of a build."
+        )
+    try:
+        fragments = streams.list_fragments(sequences)
+    except FileNotFoundError as error:
+        raise errors.EmptyDataError(
+            f"{error}: no users to train on. Nothing was trained."
+        ) from error
+    except pa.ArrowException as error:
+        raise errors.InputError(
+            f"{sequences}: not readable as Parquet ({str(error).splitlines()[0]}). Nothing was "
+            "trained; rebuild it with jobs/build_sequences.py."
+        ) from error
+    total = sum(fragment.rows for fragment in fragments)
+    if total == 0:
+        raise errors.EmptyDataError(f"{sequences}: no users to train on. Nothing was trained.")
+    world = config.num_processes if config.distributed else 1
+    if total < world:
+        raise errors.EmptyDataError(
+            f"{data}: {total} users for {world} workers: some workers would get no user to "
+            "train on. Nothing was trained; train with fewer --num-processes, or "
+            "--no-distributed."
+        )
+    shares = [streams.rank_range(total, rank, world) for rank in range(world)]
+    starved = [
+        rank
+        for rank, (start, stop) in enumerate(shares)
+        if not streams.training_users(fragments, config.protocol, start, stop, at_most=1)
+    ]
+    if not starved:
+        return
+    trainable = streams.training_users(fragments, config.protocol, 0, total)
+    needs = f"the {streams.training_needs(config.protocol)} that --protocol {config.protocol} needs"
+    if not trainable:
+        cutoff = ", or with a later --cutoff" if config.protocol == "time" else ""
+        raise errors.EmptyDataError(
+            f"{data}: no training examples: none of its {total} users has {needs} to train on. "
+            f"Nothing was trained; build from more events per user{cutoff}."
+        )
+    start, stop = shares[starved[0]]
+    raise errors.EmptyDataError(
+        f"{data}: only {trainable} of its {total} users have {needs}, and worker "
+        f"{starved[0]}'s share (users {start} to {stop - 1}) holds none of them "
+        f"({len(starved)} of the {world} workers would get none). Nothing was trained; train "
+        "with fewer --num-processes, or --no-distributed."
+    )

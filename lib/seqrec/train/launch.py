@@ -28,6 +28,7 @@ from seqrec.serve import recommender
 from seqrec.train import streams
 from seqrec.train.job import (
     TrainJobConfig,
+    check_training_data,
     item_vectors_path,
     load_item_vectors,
     model_fields,
@@ -169,14 +170,21 @@ def _rank0_output(output: dict[str, Any] | None, world: int) -> dict[str, Any] |
 def run_distributed(config: TrainJobConfig) -> dict[str, Any]:
     """Run :func:`train_worker` under TorchDistributor (or in-process when not distributed).
 
-    ``config.data`` is resolved here, once, so every worker reads the same build."""
+    ``config.data`` is resolved here, once, so every worker reads the same build, and checked
+    (:func:`~seqrec.train.job.check_training_data`) before Spark or any worker starts. The
+    distributor runs in the active SparkSession, or in one started here."""
     config = replace(config, data=layout.resolve(config.data))
+    check_training_data(config)
     payload = json.dumps(asdict(config))
     if not config.distributed:
         result = train_worker(payload)
         assert result is not None
         return result
     from pyspark.ml.torch.distributor import TorchDistributor
+
+    from seqrec.spark import get_spark
+
+    get_spark("seqrec-train", delta=False)  # TorchDistributor needs an active session
 
     distributor = TorchDistributor(
         num_processes=config.num_processes,

@@ -39,13 +39,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from seqrec import schemas
+from seqrec import errors, schemas
 from seqrec.models.batch import TIME_GAP, Batch
 from seqrec.train.batches import SEEN, TARGET, TARGET_CATEGORY, TARGET_EVENT_TYPE
 
 PROTOCOLS = ("loo", "time")
 CHANNELS = (schemas.SEQ_ITEMS, schemas.SEQ_EVENT_TYPES, schemas.SEQ_CATEGORIES)
 _COLUMNS = [*CHANNELS, schemas.SEQ_TIMES, schemas.SEQ_LEN, schemas.N_BEFORE_CUTOFF]
+_SPLIT_COLUMNS = [schemas.SEQ_LEN, schemas.N_BEFORE_CUTOFF]  # all that split_points reads
+MIN_TRAIN_LEN = 2  # a training row needs an input event and a target after it
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,30 @@ def split_points(seq_len: int, n_before_cutoff: int, protocol: str) -> tuple[int
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
 
 
+def training_needs(protocol: str) -> str:
+    """What a user needs for a training row under ``protocol``, in words ("3 events before the
+    cut-off"): the fewest events read off :func:`split_points`, so the two never disagree."""
+    fewest = next(n for n in range(1, 100) if split_points(n, n, protocol)[0] >= MIN_TRAIN_LEN)
+    return f"{fewest} events before the cut-off" if protocol == "time" else f"{fewest} events"
+
+
+def training_users(
+    fragments: list[Fragment], protocol: str, start: int, stop: int, at_most: int | None = None
+) -> int:
+    """How many of the users in global rows ``[start, stop)`` have a training row; counting
+    stops at ``at_most``. Reads only the two length columns."""
+    found = 0
+    for batch in iter_rows(fragments, start, stop, _SPLIT_COLUMNS):
+        lengths = batch.column(schemas.SEQ_LEN).to_numpy()
+        befores = batch.column(schemas.N_BEFORE_CUTOFF).to_numpy()
+        for length, before in zip(lengths, befores, strict=True):
+            if split_points(int(length), int(before), protocol)[0] >= MIN_TRAIN_LEN:
+                found += 1
+                if at_most is not None and found >= at_most:
+                    return found
+    return found
+
+
 def _gaps(times: np.ndarray) -> np.ndarray:
     gaps = np.zeros_like(times)
     gaps[1:] = np.maximum(times[1:] - times[:-1], 0)
@@ -166,7 +192,7 @@ class TrainStream:
             befores = batch.column(schemas.N_BEFORE_CUTOFF).to_numpy()
             for i in range(len(batch)):
                 train_len, _, _ = split_points(int(lengths[i]), int(befores[i]), self.protocol)
-                if train_len < 2:
+                if train_len < MIN_TRAIN_LEN:
                     continue
                 window = slice(max(train_len - 1 - self.max_len, 0), train_len)
                 example = {name: arrays[name][i][window] for name in CHANNELS}
@@ -191,8 +217,12 @@ class TrainStream:
                         produced += 1
                 if produced >= self.steps_per_epoch:
                     return
-            if not emitted_any:
-                raise ValueError(f"rank {self.rank}: no training examples in {self.path}")
+            if not emitted_any:  # seqrec.train.job.check_training_data refuses this first
+                raise errors.EmptyDataError(
+                    f"{self.path}: no training examples for rank {self.rank} of {self.world}: "
+                    f"none of its users (rows {self.start} to {self.stop - 1}) has the "
+                    f"{training_needs(self.protocol)} that --protocol {self.protocol} needs."
+                )
             rng.shuffle(buffer)  # type: ignore[arg-type]
             while len(buffer) >= self.batch_size and produced < self.steps_per_epoch:
                 yield collate(buffer[-self.batch_size :], self.max_len + 1)
