@@ -41,7 +41,7 @@ def views(*items: int, t0: int = sd.T0 + 86_400) -> list[dict[str, Any]]:
 
 
 def test_a_session_gets_the_planted_item_and_the_reason_for_it(client: TestClient) -> None:
-    answer = post(client, events=views(10, 12, sd.A, 20, 22), k=5)
+    answer = post(client, events=views(10, 12, sd.A, 20, 22), k=5, explain=True)
     assert answer.status_code == 200, answer.text
     body = answer.json()
     assert body["source"] == "model" and body["model"] == {"name": NAME, "version": "1"}
@@ -56,7 +56,10 @@ def test_a_session_gets_the_planted_item_and_the_reason_for_it(client: TestClien
 
 
 def test_without_the_association_the_reason_is_not_named(client: TestClient) -> None:
-    body = post(client, events=views(10, 12, 20, 22), k=5).json()
+    body = post(client, events=views(10, 12, 20, 22), k=5, explain=True).json()
+    assert all("because" in item for item in body["items"])
+    unexplained = post(client, events=views(10, 12, 20, 22), k=5).json()  # the default
+    assert not any("because" in item for item in unexplained["items"])
     for item in body["items"]:
         assert sd.item_id(sd.A) not in [r["item_id"] for r in item["because"]]
 

@@ -53,13 +53,16 @@ def explain(
     recommended: np.ndarray,
     events: int = EXPLAINED_EVENTS,
     reasons: int = MAX_REASONS,
+    hidden_full: np.ndarray | None = None,
 ) -> list[list[list[int]]]:
     """For each row and each recommended item, the item indices of the history events that
     drove it, strongest first (at most ``reasons``).
 
     ``inputs``: the model's ``[B, w]`` windows (0 = padding, newest event last), as
     :meth:`seqrec.serve.scoring.BatchScorer.score_with_inputs` built them; ``recommended``:
-    ``[B, k]`` item indices. A history of one event names that event for every item.
+    ``[B, k]`` item indices; ``hidden_full``: the model's ``[B, H]`` hidden state of
+    ``inputs`` when the caller has it already (else it is computed). A history of one event
+    names that event for every item.
     """
     items = inputs["item_idx"]
     rows, width = items.shape
@@ -67,7 +70,8 @@ def explain(
     n = min(events, width)
     table = model.model.item_table()
     vectors = table[torch.as_tensor(recommended, dtype=torch.long)]  # [B, k, H]
-    full = torch.einsum("bh,bkh->bk", model.hidden(inputs), vectors)  # [B, k]
+    encoded = model.hidden(inputs) if hidden_full is None else torch.as_tensor(hidden_full)
+    full = torch.einsum("bh,bkh->bk", encoded, vectors)  # [B, k]
     drops = np.full((rows, n, recommended.shape[1]), -np.inf, dtype=np.float32)
     # Leaving out the only event leaves nothing to encode: that event explains everything.
     explainable = lengths > 1

@@ -175,6 +175,7 @@ class Recommender:
             "item_idx": top_items.numpy(),
             "score": top_scores.float().numpy(),
             "purchase_intent": torch.sigmoid(self.model.purchase_intent(hidden)).numpy(),
+            "hidden": hidden.numpy(),  # [B, H]: what the explanations start from
         }
         if self.config.n_categories:
             out["category_proba"] = torch.softmax(self.model.next_category(hidden), -1).numpy()
@@ -211,6 +212,8 @@ class Recommender:
 NOT_RECOMMENDED = OOV_IDX + 1  # item ids below this (padding, <unk>) are never recommended
 # Items per matrix-product block: its [rows, 1024] scores are still in cache for the maxima.
 TOP_K_BLOCK = 1024
+# Scores per block for small batches: rows x items stays near this (1 MiB of fp32).
+BLOCK_CELLS = 1 << 18
 # Items per group: a row's k best items lie in its k groups with the highest maxima.
 TOP_K_GROUP = 32
 # Rows x items of scores held at once (128 MiB of fp32); more rows go in turns.
@@ -234,7 +237,7 @@ def top_k_items(
     read back from the kept blocks. At most :data:`MAX_SCORE_CELLS` scores are kept at once;
     larger batches go in turns.
     """
-    block, n_blocks = _blocks(table.size(0))
+    block, n_blocks = _blocks(table.size(0), hidden.size(0))
     step = max(1, MAX_SCORE_CELLS // (block * n_blocks))  # rows whose scores fit at once
     if hidden.size(0) <= step:
         return _top_k_rows(hidden, table, k, exclude)
@@ -268,10 +271,13 @@ class _Scratch(threading.local):
 _SCRATCH = _Scratch()
 
 
-def _blocks(n_items: int) -> tuple[int, int]:
+def _blocks(n_items: int, rows: int) -> tuple[int, int]:
     """Items per block (a whole number of groups, no more than the catalogue needs) and the
-    number of blocks; the last one is padded."""
-    block = min(TOP_K_BLOCK, -(-n_items // TOP_K_GROUP) * TOP_K_GROUP)
+    number of blocks; the last one is padded. A block's scores are ``rows x block`` cells: at
+    least :data:`TOP_K_BLOCK` items, more for fewer rows (about :data:`BLOCK_CELLS` cells), so
+    a batch of one online request takes a few large steps instead of one per 1,024 items."""
+    wanted = max(TOP_K_BLOCK, BLOCK_CELLS // max(rows, 1)) // TOP_K_GROUP * TOP_K_GROUP
+    block = min(wanted, -(-n_items // TOP_K_GROUP) * TOP_K_GROUP)
     return block, -(-n_items // block)
 
 
@@ -279,7 +285,7 @@ def _top_k_rows(
     hidden: torch.Tensor, table: torch.Tensor, k: int, exclude: torch.Tensor | None
 ) -> tuple[torch.Tensor, torch.Tensor]:
     rows, n_items, group = hidden.size(0), table.size(0), TOP_K_GROUP
-    block, n_blocks = _blocks(n_items)
+    block, n_blocks = _blocks(n_items, rows)
     per_block = block // group
     scores = _SCRATCH.take((n_blocks, rows, block), hidden.dtype)  # block-major: each contiguous
     group_max = torch.empty(rows, n_blocks, per_block, dtype=hidden.dtype)
