@@ -68,7 +68,8 @@ def _build_args(*extra: str) -> list[str]:
 
 with DAG(
     dag_id="seqrec_nightly_scoring",
-    description="Build sequences from the day's clickstream, then score every active user.",
+    description="Build sequences from the day's clickstream, measure what shoppers did with "
+    "the recommendations shown, then score every active user.",
     schedule="0 2 * * *",
     start_date=datetime(2026, 11, 1),
     catchup=False,
@@ -88,7 +89,21 @@ with DAG(
             "--since", _setting("seqrec_score_since", "last-run"),
         ],
     )  # fmt: skip
-    nightly_build >> score
+    # What shoppers did on the day with the lists they were shown (written by an earlier
+    # night's score), before tonight's score adds a newer version of the table.
+    measure = _job(
+        "measure",
+        "measure.py",
+        [
+            "--data", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
+            "--table", _setting("seqrec_table", f"{PROJECT}/output/airflow/recommendations"),
+            "--metrics-table",
+            _setting("seqrec_metrics_table", f"{PROJECT}/output/airflow/recommendation_metrics"),
+            "--run-date", RUN_DATE,
+            "--skip-if-none",
+        ],
+    )  # fmt: skip
+    nightly_build >> measure >> score
 
 with DAG(
     dag_id="seqrec_weekly_training",

@@ -41,6 +41,12 @@ class MeasureConfig:
     log_mlflow: bool = config.option(
         True, help="log the figures on each model version's MLflow run"
     )
+    skip_if_none: bool = config.option(
+        False,
+        help="when no recommendations were shown before --run-date (no table yet, or none "
+        "written for an earlier date), say so and exit 0 instead of failing: the first "
+        "nights of a schedule",
+    )
 
     def check(self) -> str | None:
         return config.missing_path(self.data, "--data", folder=True) or config.at_least(
@@ -53,14 +59,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"[measure] {cfg}", flush=True)
     spark = get_spark("seqrec-measure")
     if not tables.is_delta(spark, cfg.table):
-        raise errors.NotFoundError(
-            f"--table {cfg.table} is not a Delta table: score first (jobs/score.py). "
-            "Nothing was written."
-        )
+        problem = f"--table {cfg.table} is not a Delta table: score first (jobs/score.py)."
+        if cfg.skip_if_none:
+            print(f"[measure] nothing to measure: {problem}", flush=True)
+            return 0
+        raise errors.NotFoundError(f"{problem} Nothing was written.")
     data = layout.resolve(cfg.data, spark)
     try:
         recs, version = measure.recommendations_as_of(spark, cfg.table, cfg.run_date)
     except measure.NoRecommendations as error:
+        if cfg.skip_if_none:
+            print(f"[measure] nothing to measure: {error}", flush=True)
+            return 0
         raise errors.NotFoundError(f"{cfg.table}: {error} Nothing was written.") from error
     events = measure.events_of_day(
         tables.read_parquet(spark, layout.sequences(data)),

@@ -67,4 +67,7 @@ def test_a_day_before_any_recommendation_is_refused(spark, tmp_path: Path) -> No
     argv = ["--data", str(data), "--table", table, "--metrics-table", str(metrics)]
     with pytest.raises(errors.NotFoundError, match="Nothing was written"):
         measure_job.main([*argv, "--run-date", DAY])
+    assert measure_job.main([*argv, "--run-date", DAY, "--skip-if-none"]) == 0  # the DAG's way
+    missing = [*argv[:2], "--table", str(tmp_path / "none"), *argv[4:], "--run-date", DAY]
+    assert measure_job.main([*missing, "--skip-if-none"]) == 0
     assert not metrics.exists()
