@@ -28,67 +28,22 @@ import sys
 from dataclasses import dataclass
 
 from seqrec import config, errors
-from seqrec.serve import explain, online
+from seqrec.serve import online
 
 DESCRIPTION = "Serve live recommendations over HTTP (FastAPI on uvicorn)."
 
 
 @dataclass(frozen=True)
-class ServeConfig:
-    data: str = config.option(help="build_sequences output folder (its current build is read)")
-    table: str | None = config.option(
-        None, help="the nightly recommendations Delta table (jobs/score.py --table): the cache"
-    )
-    model_name: str = config.option("seqrec-recommender", help="registered model")
-    model_version: str | None = config.option(
-        None, help="serve this version and do not follow the champion alias"
-    )
+class ServeConfig(online.Settings):
+    """The service's settings, and where it listens."""
+
     host: str = config.option("127.0.0.1", help="address to listen on (0.0.0.0: every one)")
     port: int = config.option(8000, help="port to listen on")
-    poll_seconds: float = config.option(
-        10.0, help="how often the registry, the build pointer and the table are checked"
-    )
-    max_batch: int = config.option(64, help="requests scored together at most")
-    max_wait_ms: float = config.option(
-        2.0,
-        help="while requests arrive together, how long a batch waits for more (a lone "
-        "client never waits)",
-    )
-    threads: int = config.option(1, help="torch threads for scoring")
-    explain_events: int = config.option(
-        explain.EXPLAINED_EVENTS,
-        help="the newest history events that can be named as the reason for an item",
-    )
-    max_live_per_user: int = config.option(500, help="live events kept per user (oldest go)")
-    max_live_events: int = config.option(
-        1_000_000, help="live events kept in all (the least recently active users' go first)"
-    )
 
     def check(self) -> str | None:
         if not 0 < self.port < 65536:
             return f"--port {self.port}: give a port between 1 and 65535"
-        return (
-            config.missing_path(self.data, "--data", folder=True)
-            or config.positive(self, "poll_seconds", "max_batch", "threads")
-            or config.at_least(
-                self, 0, "max_wait_ms", "explain_events", "max_live_per_user", "max_live_events"
-            )
-        )
-
-    def settings(self) -> online.Settings:
-        return online.Settings(
-            data=self.data,
-            table=self.table,
-            model_name=self.model_name,
-            model_version=self.model_version,
-            poll_seconds=self.poll_seconds,
-            max_batch=self.max_batch,
-            max_wait_ms=self.max_wait_ms,
-            threads=self.threads,
-            explain_events=self.explain_events,
-            max_live_per_user=self.max_live_per_user,
-            max_live_events=self.max_live_events,
-        )
+        return super().check()
 
 
 def _check_port(host: str, port: int) -> None:
@@ -108,7 +63,7 @@ def load_service(cfg: ServeConfig) -> online.Service:
 
     os.environ.setdefault("MLFLOW_TRACKING_URI", registry.tracking_uri())
     try:
-        return online.Service(cfg.settings())
+        return online.Service(cfg)
     except FileNotFoundError as error:
         raise errors.NotFoundError(
             f"--data {cfg.data}: {error}. Build it first with jobs/build_sequences.py."

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 
-from seqrec import schemas
+from seqrec import config, schemas
 from seqrec.io import layout
 from seqrec.serve import explain, recommender, scoring
 from seqrec.serve.live import Catalogue, Events, Histories, Nightly, sequences_batch
@@ -44,20 +44,44 @@ POPULAR = "popular"
 
 @dataclass(frozen=True)
 class Settings:
-    """What ``jobs/serve.py`` configures (see its ``--help``)."""
+    """What the service reads and how it serves; ``jobs/serve.py``'s options are these."""
 
-    data: str
-    table: str | None = None
-    model_name: str = "seqrec-recommender"
-    model_version: str | None = None  # pinned: the alias is not followed
-    poll_seconds: float = 10.0
-    max_batch: int = 64
-    max_wait_ms: float = 2.0
-    threads: int = 1
-    explain_events: int = explain.EXPLAINED_EVENTS
-    n_interests: int = 3
-    max_live_per_user: int = 500
-    max_live_events: int = 1_000_000
+    data: str = config.option(help="build_sequences output folder (its current build is read)")
+    table: str | None = config.option(
+        None, help="the nightly recommendations Delta table (jobs/score.py --table): the cache"
+    )
+    model_name: str = config.option("seqrec-recommender", help="registered model")
+    model_version: str | None = config.option(
+        None, help="serve this version and do not follow the champion alias"
+    )
+    poll_seconds: float = config.option(
+        10.0, help="how often the registry, the build pointer and the table are checked"
+    )
+    max_batch: int = config.option(64, help="requests scored together at most")
+    max_wait_ms: float = config.option(
+        2.0,
+        help="while requests arrive together, how long a batch waits for more (a lone "
+        "client never waits)",
+    )
+    threads: int = config.option(1, help="torch threads for scoring")
+    explain_events: int = config.option(
+        explain.EXPLAINED_EVENTS,
+        help="the newest history events that can be named as the reason for an item",
+    )
+    n_interests: int = config.option(3, help="predicted next interests per answer")
+    max_live_per_user: int = config.option(500, help="live events kept per user (oldest go)")
+    max_live_events: int = config.option(
+        1_000_000, help="live events kept in all (the least recently active users' go first)"
+    )
+
+    def check(self) -> str | None:
+        return (
+            config.missing_path(self.data, "--data", folder=True)
+            or config.positive(self, "poll_seconds", "max_batch", "threads", "n_interests")
+            or config.at_least(
+                self, 0, "max_wait_ms", "explain_events", "max_live_per_user", "max_live_events"
+            )
+        )
 
 
 @dataclass(frozen=True)
@@ -264,12 +288,7 @@ class Service:
         for i, (job, row) in enumerate(zip(jobs, rows, strict=True)):
             items = []
             for rank, rec in enumerate(row[schemas.RECOMMENDATIONS][: job.k]):
-                item = {
-                    "item_id": rec[schemas.ITEM_ID],
-                    "title": self.catalogue.title(rec[schemas.ITEM_ID]),
-                    "score": rec[schemas.SCORE],
-                    "rank": rec[schemas.RANK],
-                }
+                item = self._item(rec[schemas.ITEM_ID], rec[schemas.SCORE], rec[schemas.RANK])
                 if i in reasons:
                     item["because"] = [
                         {"item_id": str(ids[idx]), "title": self.catalogue.title(str(ids[idx]))}
@@ -293,12 +312,7 @@ class Service:
             if row is not None:
                 return {
                     "items": [
-                        {
-                            "item_id": rec[schemas.ITEM_ID],
-                            "title": self.catalogue.title(rec[schemas.ITEM_ID]),
-                            "score": rec[schemas.SCORE],
-                            "rank": rec[schemas.RANK],
-                        }
+                        self._item(rec[schemas.ITEM_ID], rec[schemas.SCORE], rec[schemas.RANK])
                         for rec in (row[schemas.RECOMMENDATIONS] or [])[: job.k]
                     ],
                     "interests": row[schemas.INTERESTS] or [],
@@ -340,14 +354,18 @@ class Service:
             if len(chosen) == job.k:
                 break
         return [
-            {
-                "item_id": str(catalogue.item_ids[idx]),
-                "title": catalogue.title(str(catalogue.item_ids[idx])),
-                "score": None,
-                "rank": rank,
-            }
+            self._item(str(catalogue.item_ids[idx]), None, rank)
             for rank, idx in enumerate(chosen, start=1)
         ]
+
+    def _item(self, item_id: str, score: float | None, rank: int) -> dict[str, Any]:
+        """One answered item: id, title (the id when it has none), score and rank."""
+        return {
+            "item_id": item_id,
+            "title": self.catalogue.title(item_id),
+            "score": score,
+            "rank": rank,
+        }
 
 
 def settle_memory() -> None:
