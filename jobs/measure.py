@@ -17,17 +17,16 @@ run, one step per day.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 from pyspark.sql import functions as F
 
 from seqrec import config, errors, schemas
-from seqrec.feedback import measure
+from seqrec.feedback import measure, report
 from seqrec.io import layout, registry, tables
 from seqrec.spark import get_spark
 
 DESCRIPTION = "Measure CTR and conversion of the recommendations shown on a day."
-SHOWN_METRICS = ("hit_rate", "ctr", "cart_rate", "conversion", "coverage", "novelty", "diversity")
 
 
 @dataclass(frozen=True)
@@ -102,55 +101,13 @@ def main(argv: list[str] | None = None) -> int:
         volatile=[schemas.COMPUTED_AT],
         metadata={schemas.RUN_DATE: cfg.run_date},
     )
-    shown = rows.filter(F.col(schemas.METRIC).isin(*SHOWN_METRICS)).collect()  # a few rows
-    _print(shown)
+    shown = rows.filter(F.col(schemas.METRIC).isin(*report.SHOWN_METRICS)).collect()  # a few
+    print(report.summary(shown), flush=True)
     if cfg.log_mlflow:
-        _log(shown, cfg.run_date)
+        for name, version in report.log_on_versions(shown, cfg.run_date):
+            print(f"[measure] {name} v{version} is not in {registry.tracking_uri()}: not logged")
     print(f"[measure] -> {cfg.metrics_table}", flush=True)
     return 0
-
-
-def _print(rows: list) -> None:
-    groups = sorted(
-        {(r[schemas.MODEL_NAME], r[schemas.MODEL_VERSION], r[schemas.ARM]) for r in rows}
-    )
-    for group in groups:
-        mine = {
-            r[schemas.METRIC]: r
-            for r in rows
-            if (r[schemas.MODEL_NAME], r[schemas.MODEL_VERSION], r[schemas.ARM]) == group
-        }
-        first = next(iter(mine.values()))
-        print(
-            f"  {group[0]} v{group[1]} ({group[2]}): {first['active_users']} active of "
-            f"{first['shown_users']} users shown"
-        )
-        for metric in SHOWN_METRICS:
-            row = mine.get(metric)
-            if row is None:
-                continue
-            value = "-" if row[schemas.VALUE] is None else f"{row[schemas.VALUE]:.4f}"
-            ci = ""
-            if row["ci_low"] is not None:
-                ci = f"  [{row['ci_low']:.4f}, {row['ci_high']:.4f}]"
-            if row["p_value"] is not None:
-                ci += f"  p = {row['p_value']:.3f}"
-            print(f"    {metric:<12} {value}{ci}")
-
-
-def _log(rows: list, run_date: str) -> None:
-    """``online_<metric>`` on each version's MLflow run, step = the day's ordinal."""
-    registry.configure("seqrec")
-    step = date.fromisoformat(run_date).toordinal()
-    by_version: dict[tuple[str, str], dict[str, float]] = {}
-    for row in rows:
-        if row[schemas.MODEL_VERSION] == measure.ALL or row[schemas.VALUE] is None:
-            continue
-        key = (row[schemas.MODEL_NAME], row[schemas.MODEL_VERSION])
-        by_version.setdefault(key, {})[f"online_{row[schemas.METRIC]}"] = row[schemas.VALUE]
-    for (name, version), values in by_version.items():
-        if not registry.log_version_metrics(name, version, values, step):
-            print(f"[measure] {name} v{version} is not in {registry.tracking_uri()}: not logged")
 
 
 if __name__ == "__main__":
