@@ -13,7 +13,7 @@ export AIRFLOW__CORE__LOAD_EXAMPLES := False
 export PYSPARK_PYTHON := $(CURDIR)/$(PY)
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup run serve browser test check lint format bench-sequences clean
+.PHONY: setup run loop serve browser test check lint format bench-sequences cluster-up cluster-down clean
 
 ## setup: create .venv, install the pinned packages and the Delta jars (idempotent, quick when done)
 setup: $(STAMP)
@@ -41,6 +41,28 @@ run: setup
 		--show 3
 	@echo "Outputs: $(DEMO)/builds/ (the build CURRENT names: sequences, items, vocab, quarantine, report.json) and $(DEMO)/recommendations"
 	@echo "Live recommendations: make serve, then open http://127.0.0.1:8000/ (API docs at /docs)"
+
+LOOP := output/loop/raw
+LOOP_DAYS := 2026-11-29 2026-11-30 2026-12-01
+METRICS := $(DEMO)/recommendation_metrics
+
+## loop: after `make run`, three simulated days: shoppers respond to the lists they were shown,
+## then build -> measure -> decide (an online test with its days) -> score, as the nightly DAG
+loop: setup
+	@for day in $(LOOP_DAYS); do \
+		$(PY) jobs/simulate_day.py --raw $(LOOP) --table $(DEMO)/recommendations --run-date $$day \
+			--events 30000 && \
+		$(PY) jobs/build_sequences.py --source canonical-csv --input '$(LOOP)/events/*/*.csv' \
+			--items $(LOOP)/items --output $(DEMO) --run-date $$day --holdout-days 7 \
+			--no-item-vectors && \
+		$(PY) jobs/measure.py --data $(DEMO) --table $(DEMO)/recommendations \
+			--metrics-table $(METRICS) --run-date $$day && \
+		$(PY) jobs/promote.py --run-date $$day --require-online-win --online-days 3 \
+			--metrics-table $(METRICS) --skip-if-none && \
+		$(PY) jobs/score.py --data $(DEMO) --table $(DEMO)/recommendations --run-date $$day \
+			--k 10 --challenger challenger --challenger-share 0.5 || exit 1; \
+	done
+	@echo "Daily figures: $(METRICS) (notebooks/results.ipynb plots them)"
 
 ## serve: the live service on the demo's build, model and table (run `make run` first)
 serve: setup
@@ -73,6 +95,14 @@ test: check browser
 ## bench-sequences: Spark vs DuckDB on 1 M and 10 M generated events (writes under bench_out/)
 bench-sequences: setup
 	$(PY) benchmarks/bench_sequences.py --events 1000000 10000000 --workdir bench_out/sequences
+
+## cluster-up: a Spark standalone cluster on this machine (a master, 2 one-core workers) in .cluster/
+cluster-up: setup
+	$(PY) -m seqrec.cluster up --home .cluster
+
+## cluster-down: stop every process of cluster-up (harmless when none runs)
+cluster-down:
+	$(PY) -m seqrec.cluster down --home .cluster
 
 clean:
 	rm -rf $(VENV) output bench_out .pytest_cache .mypy_cache .ruff_cache

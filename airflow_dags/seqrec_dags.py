@@ -1,4 +1,12 @@
-"""seqrec schedules: nightly build -> score, weekly build -> train -> evaluate -> promote.
+"""seqrec schedules: nightly build -> measure -> decide -> score, weekly build -> train ->
+evaluate -> promote.
+
+The two meet in an online test. The weekly ``promote`` makes a version that beat the champion
+offline the ``challenger`` (with ``seqrec_online_days`` above 0); every night ``score`` gives it a
+share of the users, ``measure`` compares the arms on what shoppers did, and ``decide`` promotes
+it once that many days are measured, only if it also won online (``jobs/promote.py
+--require-online-win``), and ends the test either way. Keep ``seqrec_online_days`` below 7, so
+a test is decided before the next weekly run brings a new challenger.
 
 Wiring only: every task is a ``spark-submit`` of a ``jobs/*.py`` with the run's logical date as
 ``--run-date``, so reruns and backfills are exact. Settings come from Airflow Variables, read
@@ -10,6 +18,15 @@ when a task runs (defaults suit a local checkout):
 - ``seqrec_score_since``: which users the nightly run scores: ``last-run`` (the default) scores
   those active since the table's last run date, and everyone when the champion changed; a date
   scores those active since then; an empty string scores every user;
+- ``seqrec_online_days`` (5): the days a challenger is measured before the decision; 0 turns
+  the online test off (the weekly run then promotes on the offline comparison alone);
+- ``seqrec_challenger_share`` (0.1): the share of users the challenger scores;
+- ``seqrec_online_metric`` (ctr): the figure it must improve significantly;
+- ``seqrec_metrics_table``: where measure writes the figures (``recommendation_metrics`` beside
+  the table by default);
+- ``seqrec_train_processes`` (2) and ``seqrec_train_local_mode`` (true): the training's DDP
+  processes, and where they run: ``true`` beside the driver, ``false`` as barrier tasks on the
+  cluster's executors (``--no-local-mode``; see docs/clusters.md);
 - ``seqrec_train_epochs``, ``seqrec_checkpoints``: the weekly training's epoch cap (early
   stopping usually ends sooner) and where it keeps each run's best weights;
 - ``seqrec_spark_jars``: jars for ``--jars``, by default the Delta jars that ``make setup``
@@ -55,6 +72,19 @@ def _job(task_id: str, script: str, args: list[str]) -> SparkSubmitOperator:
     )
 
 
+ONLINE_DAYS = _setting("seqrec_online_days", "5")
+METRICS_TABLE = _setting("seqrec_metrics_table", f"{PROJECT}/output/airflow/recommendation_metrics")
+
+
+def _switch(name: str, flag: str, default: bool) -> str:
+    """``--flag`` or ``--no-flag`` after the Variable ``name`` ("true" or "false")."""
+    on = "true" if default else "false"
+    return (
+        "{{ '--" + flag + "' if var.value.get('" + name + "', '" + on + "') == 'true' "
+        "else '--no-" + flag + "' }}"
+    )
+
+
 def _build_args(*extra: str) -> list[str]:
     return [
         "--source", _setting("seqrec_source", "synthetic"),
@@ -69,7 +99,7 @@ def _build_args(*extra: str) -> list[str]:
 with DAG(
     dag_id="seqrec_nightly_scoring",
     description="Build sequences from the day's clickstream, measure what shoppers did with "
-    "the recommendations shown, then score every active user.",
+    "the recommendations shown, decide a finished online test, then score every active user.",
     schedule="0 2 * * *",
     start_date=datetime(2026, 11, 1),
     catchup=False,
@@ -87,6 +117,8 @@ with DAG(
             "--table", _setting("seqrec_table", f"{PROJECT}/output/airflow/recommendations"),
             "--run-date", RUN_DATE,
             "--since", _setting("seqrec_score_since", "last-run"),
+            "--challenger", "challenger",  # the alias: no test while no version holds it
+            "--challenger-share", _setting("seqrec_challenger_share", "0.1"),
         ],
     )  # fmt: skip
     # What shoppers did on the day with the lists they were shown (written by an earlier
@@ -97,17 +129,30 @@ with DAG(
         [
             "--data", _setting("seqrec_data", f"{PROJECT}/output/airflow"),
             "--table", _setting("seqrec_table", f"{PROJECT}/output/airflow/recommendations"),
-            "--metrics-table",
-            _setting("seqrec_metrics_table", f"{PROJECT}/output/airflow/recommendation_metrics"),
+            "--metrics-table", METRICS_TABLE,
             "--run-date", RUN_DATE,
             "--skip-if-none",
         ],
     )  # fmt: skip
-    nightly_build >> measure >> score
+    # The challenger's online test: promoted once enough days are measured, only if it won.
+    decide = _job(
+        "decide",
+        "promote.py",
+        [
+            "--run-date", RUN_DATE,
+            "--require-online-win",
+            "--online-days", ONLINE_DAYS,
+            "--online-metric", _setting("seqrec_online_metric", "ctr"),
+            "--metrics-table", METRICS_TABLE,
+            "--skip-if-none",
+        ],
+    )  # fmt: skip
+    nightly_build >> measure >> decide >> score
 
 with DAG(
     dag_id="seqrec_weekly_training",
-    description="Rebuild sequences, train, evaluate and promote the model only if it is better.",
+    description="Rebuild sequences, train, evaluate, and promote the model only if it is better "
+    "(with an online test: make it the challenger).",
     schedule="0 4 * * 0",
     start_date=datetime(2026, 11, 1),
     catchup=False,
@@ -118,7 +163,8 @@ with DAG(
     data_dir = _setting("seqrec_data", f"{PROJECT}/output/airflow")
     # train.py logs its validation and test figures and registers the version, tagged with
     # the run date; evaluate.py scores it and the champion on the same validation data;
-    # promote.py moves the 'champion' alias only when the new version did better.
+    # promote.py moves the 'champion' alias only when the new version did better (or, with
+    # an online test, the 'challenger' alias).
     train = _job(
         "train",
         "train.py",
@@ -129,8 +175,12 @@ with DAG(
             "--epochs", _setting("seqrec_train_epochs", "30"),
             "--checkpoint-dir",
             _setting("seqrec_checkpoints", f"{PROJECT}/output/airflow/checkpoints"),
+            "--num-processes", _setting("seqrec_train_processes", "2"),
+            # false on a cluster: the DDP processes run as barrier tasks on the executors
+            _switch("seqrec_train_local_mode", "local-mode", True),
         ],
     )  # fmt: skip
     evaluate = _job("evaluate", "evaluate.py", ["--data", data_dir, "--run-date", RUN_DATE])
-    promote = _job("promote", "promote.py", ["--run-date", RUN_DATE])
+    # With seqrec_online_days > 0 a better version becomes the challenger (see above).
+    promote = _job("promote", "promote.py", ["--run-date", RUN_DATE, "--online-days", ONLINE_DAYS])
     weekly_build >> train >> evaluate >> promote

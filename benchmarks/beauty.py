@@ -35,6 +35,10 @@ baselines are deterministic and run once. The split (and the ``--cold-share`` dr
 Prints one table (``mean±std``), then ONE strict JSON object on the last line: model -> the mean
 of every figure, ``<figure>_std`` beside it when there are several seeds, ``seeds`` and
 ``per_seed`` (each seed's own figures).
+
+Device: the neural models train and are tested on the GPU when torch sees one (``--device cpu``
+keeps them on the CPU, ``--device cuda`` insists on the GPU); ``epoch_seconds`` is the training
+time of one epoch, validation excluded, the figure to compare devices with.
 """
 
 from __future__ import annotations
@@ -82,7 +86,7 @@ S3REC_TRAIN: dict[str, Any] = {
 COLUMNS = ("recall@10", "ndcg@10", "recall@20", "ndcg@20", "mrr")
 COLD_COLUMNS = ("cold_recall@10", "cold_ndcg@10")
 # Per-run figures that describe the run, not the model: averaged, but no spread reported.
-RUN_FIELDS = ("seconds", "cpu_seconds", "parameters", "load_avg_15m")
+RUN_FIELDS = ("seconds", "cpu_seconds", "epoch_seconds", "parameters", "load_avg_15m")
 EVAL_BATCH = 1024
 
 
@@ -202,9 +206,11 @@ def train_neural(
     side: SideInfo,
     epochs: int | None,
     overrides: dict[str, Any],
+    device: str | None = None,
 ) -> Trained:
     """Train one model spec: ``name`` plus ``+attr`` (brand and category bag) and/or ``+text``
-    (language-model item vectors), e.g. ``sasrec+attr+text``, with ``seed``."""
+    (language-model item vectors), e.g. ``sasrec+attr+text``, with ``seed``, on ``device``
+    (None: the GPU when there is one)."""
     name, *extras = spec.split("+")
     if name == "sasrec-bce":
         if extras:
@@ -236,6 +242,8 @@ def train_neural(
     model_fields.update({k: v for k, v in overrides.items() if k not in train_fields})
     if epochs is not None:
         train_config = dataclasses.replace(train_config, epochs=epochs)
+    if device is not None:
+        train_config = dataclasses.replace(train_config, device=device)
     # Seeded before the model exists: torch seeds its default generator at random in every
     # process, so the initial weights (and with them every figure) would differ run to run.
     seed_everything(seed)
@@ -254,6 +262,8 @@ def train_neural(
             "epochs": len(result.history),
             "seconds": result.seconds,
             "cpu_seconds": result.cpu_seconds,
+            # Training time of one epoch, validation excluded (the figure to compare devices).
+            "epoch_seconds": statistics.fmean(row["train_seconds"] for row in result.history),
             "parameters": sum(p.numel() for p in model.parameters()),
         },
     )
@@ -314,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--items", type=Path, help="beauty_items.tsv (item attributes)")
     parser.add_argument("--models", default="sasrec,gru4rec,bert4rec,sasrec-bce,pop,itemknn,markov")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the neural models train and are tested ('auto': the GPU when there is one)",
+    )
     parser.add_argument("--epochs", type=int, help="cap on epochs, for smoke runs only")
     parser.add_argument(
         "--set",
@@ -352,6 +368,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
     overrides = parse_overrides(args.set)
     if "seed" in overrides:
         parser.error("--set seed=... is not a model setting: use --seed and --seeds")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: torch sees no CUDA GPU here")
+    device = None if args.device == "auto" else args.device
     torch.set_num_threads(args.threads)
 
     sequences = read_sequences(args.data)
@@ -400,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, dict[str, Any]]:
             for seed in seeds:
                 if (spec, seed) not in trained:
                     trained[spec, seed] = train_neural(
-                        spec, seed, split, n_items, side, args.epochs, overrides
+                        spec, seed, split, n_items, side, args.epochs, overrides, device
                     )
                 model = trained[spec, seed]
                 start = time.perf_counter()

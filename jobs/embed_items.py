@@ -27,9 +27,11 @@ from seqrec.text import embedding
 
 @dataclass(frozen=True)
 class EmbedItemsConfig:
-    items: str = config.option(help="items Parquet or build output dir")
-    output: str = config.option(help="output Parquet folder (replaced)")
-    model_path: str = config.option("", help="model folder ('' = installed)")
+    items: str = config.option(help="items Parquet or build output dir", convert=config.location)
+    output: str = config.option(help="output Parquet folder (replaced)", convert=config.location)
+    model_path: str = config.option(
+        "", help="model folder ('' = installed)", convert=config.location
+    )
     batch_size: int = config.option(embedding.DEFAULT_BATCH_SIZE, help="texts/pass")
     max_length: int = config.option(embedding.DEFAULT_MAX_LENGTH, help="tokens")
     partitions: int = config.option(0, help="tasks (0 = default)")

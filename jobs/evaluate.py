@@ -25,7 +25,7 @@ from seqrec.train.job import TrainJobConfig
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    data: str = config.option(help="build_sequences output folder")
+    data: str = config.option(help="build_sequences output folder", convert=config.location)
     run_date: str = config.option(help="YYYY-MM-DD", convert=config.run_date)
     model_name: str = config.option(TrainJobConfig.registered_model, help="registered model")
     model_version: str | None = config.option(

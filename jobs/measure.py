@@ -31,9 +31,15 @@ DESCRIPTION = "Measure CTR and conversion of the recommendations shown on a day.
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    data: str = config.option(help="build_sequences output folder holding the day's events")
-    table: str = config.option(help="the recommendations Delta table (jobs/score.py --table)")
-    metrics_table: str = config.option(help="Delta table the figures are MERGEd into")
+    data: str = config.option(
+        help="build_sequences output folder holding the day's events", convert=config.location
+    )
+    table: str = config.option(
+        help="the recommendations Delta table (jobs/score.py --table)", convert=config.location
+    )
+    metrics_table: str = config.option(
+        help="Delta table the figures are MERGEd into", convert=config.location
+    )
     run_date: str = config.option(help="the day measured (YYYY-MM-DD)", convert=config.run_date)
     bootstrap: int = config.option(200, help="bootstrap replicates over users (0: no intervals)")
     seed: int = config.option(0, help="seed of the bootstrap's user weights")

@@ -48,23 +48,19 @@ def score(cfg: job.ScoreConfig) -> int:
     version = job.version_to_score(cfg.model_name, cfg.model_version)
     # (arm, version, model folder): the champion's users, and the challenger's when there is one
     arms_to_score = [(arms.CHAMPION, version, _download(cfg.model_name, version))]
-    if cfg.challenger:
-        if cfg.challenger == version:
-            raise job.ScoreRefused(
-                f"--challenger {cfg.challenger} is the version scoring the champion arm."
-            )
-        arms_to_score.append(
-            (arms.CHALLENGER, cfg.challenger, _download(cfg.model_name, cfg.challenger))
-        )
+    challenger = job.challenger_version(cfg.model_name, cfg.challenger, version)
+    if challenger:
+        arms_to_score.append((arms.CHALLENGER, challenger, _download(cfg.model_name, challenger)))
     for _, arm_version, model_dir in arms_to_score:
         job.check_model(model_dir, cfg.model_name, arm_version, cfg.exclude)
     spark = get_spark("seqrec-score")
+    tables.check_reachable(spark, cfg.data, cfg.table)  # a URI Spark cannot reach stops here
     data = layout.resolve(cfg.data, spark)  # once: every read below is of this one build
     item_vocab = tables.read_parquet(spark, layout.vocab(data, layout.ITEM_VOCAB)).toArrow()
     for _, _, model_dir in arms_to_score:
         scoring.check_vocabulary(model_dir, item_vocab)
     since = job.since_date(spark, cfg.table, cfg.since, cfg.model_name, version)
-    if cfg.challenger and since is not None:
+    if challenger and since is not None:
         print(f"[score] --challenger: every user is scored, not only those since {since}")
         since = None
     users = scoring.active_since(tables.read_parquet(spark, layout.sequences(data)), since)
@@ -73,7 +69,7 @@ def score(cfg: job.ScoreConfig) -> int:
             print(f"[score] no user is active since {since}: the table stays as it is", flush=True)
             return 0
         raise errors.EmptyDataError(f"no users to score in {data}; nothing was written.")
-    share = cfg.challenger_share if cfg.challenger else 0.0
+    share = cfg.challenger_share if challenger else 0.0
     assigned = users.withColumn(schemas.ARM, arms.arm_of(F.col(schemas.USER_ID), share))
     parts = []
     for arm, arm_version, model_dir in arms_to_score:
@@ -97,10 +93,8 @@ def score(cfg: job.ScoreConfig) -> int:
         volatile=[schemas.SCORED_AT],
         metadata={schemas.RUN_DATE: cfg.run_date},  # which run wrote it: jobs/measure.py
     )
-    challenger = (
-        f", challenger v{cfg.challenger} ({cfg.challenger_share:.0%})" if cfg.challenger else ""
-    )
-    print(f"[score] model {cfg.model_name} v{version}{challenger} -> {cfg.table}", flush=True)
+    tested = f", challenger v{challenger} ({cfg.challenger_share:.0%})" if challenger else ""
+    print(f"[score] model {cfg.model_name} v{version}{tested} -> {cfg.table}", flush=True)
     if cfg.show > 0:
         show_recommendations(spark, data, cfg.table, users=cfg.show)
     return 0

@@ -22,8 +22,8 @@ from seqrec.spark import get_spark
 
 @dataclass(frozen=True)
 class ShowConfig:
-    data: str = config.option(help="build_sequences output folder")
-    table: str = config.option(help="recommendations Delta table")
+    data: str = config.option(help="build_sequences output folder", convert=config.location)
+    table: str = config.option(help="recommendations Delta table", convert=config.location)
     users: int = config.option(3, help="how many users to show")
     history: int = config.option(5, help="recent events to show")
 

@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                     "test": result["test"],
                     "best_epoch": result["best_epoch"],
                     "seconds": result["seconds"],
+                    "world_size": result["world_size"],  # DDP processes that trained it
                     "item_vectors": result["item_vectors"],
                     **registered,
                 }

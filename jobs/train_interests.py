@@ -26,6 +26,7 @@ from seqrec.interests.datasets import items_path, load_items, sample_items
 from seqrec.interests.fit import train_classifier
 from seqrec.interests.labels import format_metrics
 from seqrec.interests.tracking import log_run
+from seqrec.io import storage
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,13 +42,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except errors.EmptyDataError as error:  # no class left: named after the file, as above
         source = items_path(config.items, config.data_root)
         raise errors.EmptyDataError(f"{source}: {error} Nothing was written.") from error
-    output = classifier.save(config.output)
+    with storage.local_folder(config.output) as folder:  # copied there when it is a URI
+        classifier.save(folder)
     print(f"[train_interests] labels: {json.dumps(report['labels'])}")
     print(format_metrics(report), flush=True)
     run_id = None
     if config.log_mlflow:
         params = {k: v for k, v in asdict(config).items() if k != "classifier"}
-        run_id = log_run(report, output, config.experiment, params=params)
+        run_id = log_run(report, config.output, config.experiment, params=params)
     test = report["metrics"]["test"]
     summary = {
         "items": config.items,
@@ -58,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "test_macro_f1": round(test["macro_f1"], 4),
         "majority_test_accuracy": round(test["majority_accuracy"], 4),
         "majority_test_macro_f1": round(test["majority_macro_f1"], 4),
-        "output": str(output),
+        "output": config.output,
         "mlflow_run_id": run_id,
         "seconds": round(time.perf_counter() - started, 1),
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +75,40 @@ def scored(spark, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     results.write_text(
         json.dumps({"sasrec": {"recall@10": 0.0123, "ndcg@10": 0.0045, "mrr": 0.004}}) + "\n"
     )
-    return {"data": data_dir, "table": table, "results": results}
+    # Two measured days of an online test, as jobs/measure.py writes them (test data).
+    metrics = root / "recommendation_metrics"
+    rows = [
+        (day, version, arm, metric, value)
+        for day, shift in ((date(2026, 11, 27), 0.0), (date(2026, 11, 28), 0.01))
+        for version, arm, base in (("7", "champion", 0.10), ("8", "challenger", 0.15))
+        for metric, scale in (("ctr", 1.0), ("conversion", 0.1), ("hit_rate", 3.0))
+        for value in [round((base + shift) * scale, 6)]
+    ]
+    rows += [(d, "8", "difference", m, 0.05) for d, *_ in rows[:1] for m in ("ctr",)]
+    rows += [(d, "all", "all", "ctr", 0.11) for d, *_ in rows[:1]]
+    computed = datetime(2026, 11, 29, tzinfo=UTC)
+    frame = spark.createDataFrame(
+        [
+            (
+                day,
+                "seqrec-recommender",
+                version,
+                arm,
+                metric,
+                value,
+                value - 0.01,
+                value + 0.01,
+                0.01 if arm == "difference" else None,
+                40,
+                80,
+                computed,
+            )
+            for day, version, arm, metric, value in rows
+        ],  # fmt: skip
+        schemas.RECOMMENDATION_METRICS,
+    )
+    tables.merge_delta(frame, str(metrics), list(schemas.METRICS_KEY))
+    return {"data": data_dir, "table": table, "results": results, "metrics": metrics}
 
 
 def test_exploration_notebook_shows_statistics_sessions_and_funnel(spark, scored) -> None:
@@ -125,6 +159,7 @@ def test_results_notebook_compares_with_published_and_shows_titled_recommendatio
             "RESULTS_JSON": str(scored["results"]),
             "DATA_DIR": str(scored["data"]),
             "TABLE": str(scored["table"]),
+            "METRICS_TABLE": str(scored["metrics"]),
             "N_USERS": 3,
             "N_RECS": 5,
             "SPARK_MASTER": "local[2]",
@@ -134,6 +169,8 @@ def test_results_notebook_compares_with_published_and_shows_titled_recommendatio
         '    "comparison": comparison[["method", "origin", "ndcg@10"]].values.tolist(),\n'
         '    "examples": examples[["user_id", "rank", "title", "model_version", "run_date"]]'
         ".astype(str).values.tolist(),\n"
+        '    "curves": curves,\n'
+        '    "daily_arms": sorted(set(daily["arm"])),\n'
         "}))",
     )
     comparison = {method: (origin, ndcg) for method, origin, ndcg in seen["comparison"]}
@@ -154,4 +191,15 @@ def test_results_notebook_compares_with_published_and_shows_titled_recommendatio
     assert [row[1] for row in examples] == [str(r) for r in range(1, 6)] * 3
     assert all(row[2] not in ("None", "nan", "") for row in examples)  # every item has a title
     assert {(row[3], row[4]) for row in examples} == {("7", RUN_DATE)}
-    assert len(outputs_of(notebook, "image/png")) == 1
+    # The daily online curves: one per metric, version and arm, in day order; the "all" rows
+    # stay out of the plot and the difference rows are only in the table.
+    assert seen["curves"] == {
+        "ctr v7 champion": [0.1, 0.11],
+        "ctr v8 challenger": [0.15, 0.16],
+        "conversion v7 champion": [0.01, 0.011],
+        "conversion v8 challenger": [0.015, 0.016],
+        "hit_rate v7 champion": [0.3, 0.33],
+        "hit_rate v8 challenger": [0.45, 0.48],
+    }
+    assert seen["daily_arms"] == ["challenger", "champion", "difference"]
+    assert len(outputs_of(notebook, "image/png")) == 2

@@ -8,7 +8,10 @@ parses ``argv`` and returns the config. A field holding another such config (a l
 settings inside a job's config) contributes that config's options, flat, in its place. A
 config may define ``check(self) -> str | None``: a message from it is a usage error (exit code
 2, printed with the usage) before any work starts, so a job checks its dates, ranges and paths
-before it starts Spark (:func:`at_least`, :func:`positive` and :func:`missing_path` help). Every parser also
+before it starts Spark (:func:`at_least`, :func:`positive` and :func:`missing_path` help). An
+option naming a file, folder or table is declared with ``convert=location``: a plain path is made
+absolute and a URI normalised (:func:`seqrec.io.storage.normalize`), once, as it is parsed, so
+every later reader (Spark's executors included) sees the same location. Every parser also
 accepts ``--debug``, which is no field of the config: :func:`seqrec.errors.run` reads it and
 then prints the traceback of an error too.
 """
@@ -25,6 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from seqrec import errors
+from seqrec.io import storage
 
 T = TypeVar("T")
 
@@ -53,6 +57,24 @@ def run_date(text: str) -> str:
         return date.fromisoformat(text).isoformat()
     except ValueError as error:
         raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from error
+
+
+def location(text: str) -> str:
+    """A path or URI, normalised (:func:`seqrec.io.storage.normalize`): the converter of every
+    option naming a file, folder or table."""
+    try:
+        return storage.normalize(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def location_or(*words: str) -> Callable[[str], str]:
+    """The converter of an option taking a location or one of ``words`` (kept as they are)."""
+
+    def convert(text: str) -> str:
+        return text if text in words else location(text)
+
+    return convert
 
 
 def _value_type(hint: Any) -> tuple[Any, bool]:
@@ -100,11 +122,12 @@ def positive(config: Any, *names: str) -> str | None:
 
 
 def missing_path(path: str | None, flag: str, folder: bool = False) -> str | None:
-    """A usage message when the local file or folder ``path`` does not exist. A URI
-    (``scheme://...``) or a glob is left to Spark, which alone can read it."""
-    if not path or "://" in path or any(c in path for c in "*?[{"):
+    """A usage message when the local file or folder ``path`` (a path or a ``file:`` URI) does
+    not exist. Any other URI, or a glob, is left to the job's filesystems."""
+    if not path or not storage.is_local(path) or any(c in path for c in "*?[{"):
         return None
-    found = Path(path).is_dir() if folder else Path(path).exists()
+    local = Path(storage.local_path(path))
+    found = local.is_dir() if folder else local.exists()
     return None if found else f"{flag} {path!r}: no such {'folder' if folder else 'file or folder'}"
 
 

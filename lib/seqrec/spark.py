@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -90,13 +91,15 @@ def ensure_delta_jars(jars_dir: Path = JARS_DIR) -> list[Path]:
 # Filled in wherever they are unset, under spark-submit too. HotSpot never JIT-compiles a method
 # over 8,000 bytes of bytecode, so a whole-stage-codegen stage with a larger method would run in
 # the bytecode interpreter; with this limit Spark runs such a stage operator by operator instead.
+# Every time in the tables is UTC (lineage such as `scored_at` is cast from UTC text): a
+# cluster's machines often run in their own zone, which Spark would otherwise take as the session's.
 _SQL_DEFAULTS = {
     "spark.sql.codegen.hugeMethodLimit": "8000",
+    "spark.sql.session.timeZone": "UTC",
 }
 
 # Settings for a local session only; a cluster's own defaults are left alone.
 _LOCAL_DEFAULTS = {
-    "spark.sql.session.timeZone": "UTC",
     "spark.ui.showConsoleProgress": "false",
     "spark.sql.adaptive.enabled": "true",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
@@ -353,21 +356,25 @@ def load_once(key: Hashable, load: Callable[[], T]) -> T:
     return _WORKER_CACHE[key]
 
 
-_SHIPPED: dict[tuple[str, str], Path] = {}  # (application id, name) -> the copy Spark serves
+_SHIPPED: dict[tuple[str, str], Path] = {}  # (application id, name) -> the archive Spark serves
 
 
 def ship_folder(spark: SparkSession, folder: str | Path, prefix: str) -> str:
-    """Send ``folder`` to every executor (``SparkContext.addFile``); returns the name under
-    which ``SparkFiles.get`` finds it there.
+    """Send ``folder`` to every executor; returns the name under which ``SparkFiles.get`` finds
+    it there.
 
-    Spark keeps each shipped name for the whole session and refuses a second folder of the same
-    name with other contents, and the workers keep what they loaded by path. So the folder goes
-    out as ``<prefix>-<digest of its contents>``: one session can score with one model, then
-    another, and shipping the same model again reuses what the workers already loaded.
+    The folder goes out as one zip archive (``SparkContext.addArchive``), which each executor
+    unpacks under that name in its own work folder: a cluster master refuses a local folder
+    given to ``addFile`` (only a local master takes one), and an archive reaches every executor
+    alike, on this machine or another. Spark keeps each shipped name for the whole session and
+    the workers keep what they loaded by path, so the name is ``<prefix>-<digest of the
+    contents>``: one session can score with one model, then another, and shipping the same
+    model again reuses what the workers already loaded.
     """
     source = Path(folder).resolve()
+    files = sorted(p for p in source.rglob("*") if p.is_file())
     digest = hashlib.sha256()
-    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+    for path in files:
         digest.update(path.relative_to(source).as_posix().encode() + b"\0")
         with path.open("rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
@@ -375,11 +382,15 @@ def ship_folder(spark: SparkSession, folder: str | Path, prefix: str) -> str:
     name = f"{prefix}-{digest.hexdigest()[:16]}"
     key = (spark.sparkContext.applicationId, name)
     if key not in _SHIPPED:
-        # Executors may fetch the folder from the driver later: the copy lives until exit.
-        staged = Path(tempfile.mkdtemp(prefix="seqrec-shipped-")) / name
+        # Executors may fetch the archive from the driver later: it lives until exit.
+        staged = Path(tempfile.mkdtemp(prefix="seqrec-shipped-")) / f"{name}.zip"
         atexit.register(shutil.rmtree, staged.parent, True)
-        shutil.copytree(source, staged)
-        spark.sparkContext.addFile(str(staged), recursive=True)
+        # Stored, not deflated: model weights hardly compress, and the copy stays on this disk
+        # or this network.
+        with zipfile.ZipFile(staged, "w", zipfile.ZIP_STORED) as archive:
+            for path in files:
+                archive.write(path, path.relative_to(source).as_posix())
+        spark.sparkContext.addArchive(f"{staged}#{name}")  # unpacked as the folder `name`
         _SHIPPED[key] = staged
     return name
 

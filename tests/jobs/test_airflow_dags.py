@@ -1,6 +1,7 @@
 """The DAG files load without import errors, wire the jobs in the expected order, and both DAGs
-run end to end under ``dag.test()``: the nightly one spark-submits build_sequences then score,
-the weekly one build_sequences, train, evaluate and promote."""
+run end to end under ``dag.test()``: the nightly one spark-submits build_sequences, measure,
+decide (an online test's verdict) and score, with a challenger holding the alias; the weekly
+one build_sequences, train, evaluate and promote, which starts an online test."""
 
 from __future__ import annotations
 
@@ -69,7 +70,12 @@ def test_dagbag_has_no_import_errors(dagbag) -> None:
     [
         (
             "seqrec_nightly_scoring",
-            {"build_sequences": {"measure"}, "measure": {"score"}, "score": set()},
+            {
+                "build_sequences": {"measure"},
+                "measure": {"decide"},
+                "decide": {"score"},
+                "score": set(),
+            },
         ),
         (
             "seqrec_weekly_training",
@@ -113,13 +119,16 @@ def champion(spark, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[s
     tracking = f"sqlite:///{root / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_TRACKING_URI", tracking)
-        registered = log_and_promote(config, run_distributed(config))
+        result = run_distributed(config)
+        registered = {**log_and_promote(config, result), "checkpoint": result["checkpoint"]}
         assert registered["promoted"]
         yield {
             "data": data_dir,
             "table": root / "recommendations",
+            "metrics": root / "recommendation_metrics",
             "tracking": tracking,
             "version": str(registered["model_version"]),
+            "checkpoint": registered["checkpoint"],
         }
 
 
@@ -162,6 +171,7 @@ def _submit_environment(
     monkeypatch.setenv("AIRFLOW_VAR_SEQREC_EVENTS", str(EVENTS))
     monkeypatch.setenv("AIRFLOW_VAR_SEQREC_DATA", str(champion["data"]))
     monkeypatch.setenv("AIRFLOW_VAR_SEQREC_TABLE", str(champion["table"]))
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_METRICS_TABLE", str(champion["metrics"]))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", champion["tracking"])
     monkeypatch.setenv("PYSPARK_PYTHON", sys.executable)
     monkeypatch.setenv("PATH", f"{VENV_BIN}{os.pathsep}{os.environ['PATH']}")
@@ -192,17 +202,31 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     from pyspark.sql import functions as F
 
     from seqrec import schemas
-    from seqrec.io import layout
+    from seqrec.io import layout, registry
 
     _submit_environment(monkeypatch, tmp_path, champion)
+    # An online test under way: a second version holds the 'challenger' alias.
+    registry.configure("seqrec")
+    with registry.start_run(run_name="challenger"):
+        uri = registry.log_model(champion["checkpoint"])
+    challenger = str(registry.register(uri, "seqrec-recommender").version)
+    registry.set_alias("seqrec-recommender", registry.CHALLENGER, challenger)
+    # as jobs/evaluate.py records it (figures of this test's making)
+    registry.record_comparison(
+        "seqrec-recommender", challenger, "ndcg10", 0.3, 0.2, champion["version"]
+    )
+    monkeypatch.setenv("AIRFLOW_VAR_SEQREC_CHALLENGER_SHARE", "0.5")
     states = _test_dag(dagbag, "seqrec_nightly_scoring", datetime(2026, 11, 28, 2, tzinfo=UTC))
-    # The first night: nothing was shown before, so measure says so and the run goes on.
+    # The first night: nothing was shown before, so measure says so, the test has no measured
+    # day to decide on, and the run goes on.
     assert states == {
         "build_sequences": "success",
         "measure": "success",
+        "decide": "success",
         "score": "success",
         "run": "success",
     }
+    assert registry.alias_version("seqrec-recommender", registry.CHALLENGER) == challenger
 
     build = layout.resolve(str(champion["data"]))  # the build the DAG published
     users = spark.read.parquet(layout.sequences(build)).select(schemas.USER_ID)
@@ -212,6 +236,7 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
         F.countDistinct(schemas.USER_ID).alias("users"),
         F.collect_set(schemas.RUN_DATE).alias("run_dates"),
         F.collect_set(schemas.MODEL_VERSION).alias("versions"),
+        F.collect_set(schemas.ARM).alias("arms"),
         F.min(F.size(schemas.RECOMMENDATIONS)).alias("min_recs"),
     ).first()
     n_users = users.count()
@@ -219,7 +244,8 @@ def test_nightly_dag_runs_end_to_end_with_spark_submit(
     assert summary["rows"] == summary["users"] == n_users
     assert users.join(recs, on=schemas.USER_ID, how="left_anti").isEmpty()
     assert summary["run_dates"] == [date(2026, 11, 28)]
-    assert summary["versions"] == [champion["version"]]
+    assert sorted(summary["versions"]) == sorted([champion["version"], challenger])
+    assert sorted(summary["arms"]) == ["challenger", "champion"]
     assert summary["min_recs"] > 0
 
 
@@ -244,15 +270,21 @@ def test_weekly_dag_trains_evaluates_and_promotes_only_a_better_model(
     new = [
         v
         for v in client.search_model_versions(f"name = '{name}'")
-        if v.tags["run_date"] == "2026-11-29"
+        if v.tags.get("run_date") == "2026-11-29"  # the nightly test's challenger has none
     ]
     assert len(new) == 1
     tags = new[0].tags
-    # compared with the nightly test's champion on the same validation data, then promoted
-    # exactly when it did better
+    # compared with the nightly test's champion on the same validation data; with the online
+    # test on (the default), a better version becomes the challenger and the champion stays
     assert tags["evaluated_against_champion"] == champion["version"]
     better = float(tags["validation_ndcg10"]) > float(tags["champion_validation_ndcg10"])
-    assert tags["promoted"] == str(better).lower()
-    now = client.get_model_version_by_alias(name, "champion").version
-    assert str(now) == (str(new[0].version) if better else champion["version"])
+    aliases = {a: str(client.get_model_version_by_alias(name, a).version)
+               for a in ("champion", "challenger")
+               if a in client.get_registered_model(name).aliases}  # fmt: skip
+    assert aliases["champion"] == champion["version"]
+    if better:
+        assert aliases["challenger"] == str(new[0].version)
+    else:
+        assert tags["promoted"] == "false"
+        assert aliases.get("challenger") != str(new[0].version)
     assert any((tmp_path / "checkpoints").iterdir())  # the weights went where the Variable says

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
-import torch
 
 from seqrec.io import layout
 from seqrec.train.job import TrainJobConfig, item_vectors_path, max_idx, model_fields
@@ -15,18 +15,23 @@ REQUIRED = ["--data", ".", "--run-date", "2026-11-28"]  # --data must exist
 
 
 def test_command_line_defaults_are_the_config_defaults() -> None:
-    parsed = TrainJobConfig.from_args(REQUIRED)
-    # GPUs are used whenever CUDA is visible, without --use-gpu
-    assert parsed == TrainJobConfig(".", "2026-11-28", use_gpu=torch.cuda.is_available())
+    # Without --no-use-gpu the run takes this machine's GPUs (tests/train/test_gpu.py).
+    parsed = TrainJobConfig.from_args([*REQUIRED, "--no-use-gpu"])
+    # Locations are made absolute as they are parsed (seqrec.config.location).
+    absolute = {
+        "data": os.path.abspath("."),
+        "checkpoint_dir": os.path.abspath("output/checkpoints"),
+    }
+    assert parsed == TrainJobConfig(run_date="2026-11-28", use_gpu=False, **absolute)
 
 
 def test_flags_fill_typed_fields() -> None:
     parsed = TrainJobConfig.from_args(
         [*REQUIRED, "--model", "gru4rec", "--loss", "bce", "--lr", "0.01", "--max-len", "20"]
-        + ["--no-side-features", "--no-promote", "--use-gpu", "--item-vectors", "off"]
+        + ["--no-side-features", "--no-promote", "--no-use-gpu", "--item-vectors", "off"]
     )
     assert (parsed.model, parsed.loss, parsed.lr, parsed.max_len) == ("gru4rec", "bce", 0.01, 20)
-    assert not parsed.side_features and not parsed.promote and parsed.use_gpu
+    assert not parsed.side_features and not parsed.promote and parsed.use_gpu is False
     assert parsed.item_vectors == "off"
 
 

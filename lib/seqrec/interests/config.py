@@ -87,7 +87,7 @@ class InterestConfig:
 @dataclass(frozen=True)
 class TrainInterestsConfig:
     items: str = config.option(help="beauty | scientific | a file/folder")
-    output: str = config.option(help="folder for the saved classifier")
+    output: str = config.option(help="folder for the saved classifier", convert=config.location)
     data_root: str = config.option("../shared/data", help="folder of the datasets")
     # use this many items, chosen by a hash of the id
     limit: int = config.option(0, help="items to use (0 = all)")

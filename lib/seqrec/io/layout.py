@@ -25,9 +25,9 @@ itself, so resolving twice gives the same folder.
 from __future__ import annotations
 
 import json
-import os
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlparse
+
+from seqrec.io import storage
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -111,55 +111,26 @@ def parse_pointer(text: str, where: str) -> dict[str, Any]:
     return {"current": current, "retained": [str(r) for r in retained]}
 
 
-def is_local(path: str) -> bool:
-    """Whether ``path`` is on the local disk: a plain path or a ``file://`` URI."""
-    scheme = urlparse(path).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
-
-
-def local_path(path: str) -> str:
-    """The local path of a plain path or a ``file://`` URI."""
-    parsed = urlparse(path)
-    return parsed.path if parsed.scheme == "file" else path
+# Where a location lives is seqrec.io.storage's to say; these names stay for the readers here.
+is_local = storage.is_local
+local_path = storage.local_path
 
 
 def read_pointer(output: str, spark: SparkSession | None = None) -> dict[str, Any] | None:
     """``output``'s pointer (see :func:`parse_pointer`), or None when it has none.
 
-    Local paths and ``file://`` URIs are read directly; any other URI through Hadoop's
-    FileSystem of ``spark`` when a session is given, else through pyarrow's file systems.
+    Local paths and ``file:`` URIs are read directly; any other URI through Hadoop's
+    FileSystem of ``spark`` when a session is given, else through :mod:`seqrec.io.storage`.
     """
     where = pointer(output)
     text: str | None
-    if is_local(where):
-        try:
-            with open(local_path(where), encoding="utf-8") as stream:
-                text = stream.read()
-        except FileNotFoundError:
-            text = None
-    elif spark is not None:
+    if spark is not None and not is_local(where):
         from seqrec.io import tables  # tables imports pyspark; the local path needs none of it
 
         text = tables.read_text(spark, where) if tables.exists(spark, where) else None
     else:
-        text = _read_with_pyarrow(where)
+        text = storage.read_text(where)
     return None if text is None else parse_pointer(text, where)
-
-
-def _read_with_pyarrow(uri: str) -> str | None:
-    import pyarrow.fs
-
-    try:
-        fs, path = pyarrow.fs.FileSystem.from_uri(uri)
-    except Exception as error:  # pyarrow names the reason (no libhdfs, unknown scheme, ...)
-        raise ValueError(
-            f"cannot read {uri} without Spark ({error}); pass the job's SparkSession to "
-            "layout.resolve so Hadoop's FileSystem reads it."
-        ) from error
-    if fs.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
-        return None
-    with fs.open_input_stream(path) as stream:
-        return bytes(stream.read()).decode("utf-8")
 
 
 def resolve(data: str, spark: SparkSession | None = None) -> str:
@@ -175,7 +146,8 @@ def resolve(data: str, spark: SparkSession | None = None) -> str:
     if found is None:
         return data
     folder = build(data, found["current"])
-    if is_local(folder) and not os.path.isdir(local_path(folder)):
+    # Only a local folder is checked: on an object store a folder is only a prefix of keys.
+    if is_local(folder) and not storage.is_dir(folder):
         raise FileNotFoundError(
             f"{pointer(data)} names the build {found['current']}, but {folder} does not exist: "
             "it was deleted by hand. Rebuild with jobs/build_sequences.py, or point CURRENT at "

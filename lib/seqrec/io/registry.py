@@ -2,7 +2,10 @@
 
 The default tracking store is a local sqlite file under the project (``mlflow.db``) with
 artifacts beside it (``mlartifacts/``); ``MLFLOW_TRACKING_URI`` overrides it, so the same code
-talks to a shared tracking server on a cluster.
+talks to a shared tracking server on a cluster. ``SEQREC_MLFLOW_ARTIFACTS`` (a path, a
+``file://`` URI or any artifact URI MLflow knows: ``s3://``, ``gs://``, ``wasbs://``, ...) puts
+the artifacts of the experiments created from then on there instead. A model folder to log
+may be a path or a URI (:mod:`seqrec.io.storage`); MLflow reads it from a local copy.
 """
 
 from __future__ import annotations
@@ -22,7 +25,12 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, DataType, ParamSchema, ParamSpec, Schema
 from mlflow.types.schema import Array
 
+from seqrec.io import storage
+
 CHAMPION = "champion"
+# The version in an online test against the champion: the nightly run scores a share of the
+# users with it (jobs/score.py --challenger challenger) until promote.py decides.
+CHALLENGER = "challenger"
 RegistryError = MlflowException  # what a failed registry call raises, for callers outside io/
 # Tags on a registered version: what the training job registered it for, and how it compared
 # with the champion (the figures' tags are named after the metric: validation_tag, ...).
@@ -31,8 +39,26 @@ MODEL_TAG = "model"  # the model architecture
 PROTOCOL_TAG = "protocol"  # the evaluation protocol of its figures
 EVALUATED_AGAINST_TAG = "evaluated_against_champion"  # the champion version it was compared to
 PROMOTED_TAG = "promoted"  # "true" / "false": whether it took the champion alias
+ONLINE_WIN_TAG = "online_win"  # "true" / "false": the verdict of its online test
+ONLINE_VERDICT_TAG = "online_verdict"  # that verdict's figures, as one line of JSON
 NO_CHAMPION = "none"  # a tag's value where there was no champion (or no champion figure)
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+
+
+ARTIFACTS_ENV = "SEQREC_MLFLOW_ARTIFACTS"  # where new experiments keep their artifacts
+
+
+def artifact_location(tracking: str) -> str | None:
+    """Where a new experiment of the store ``tracking`` keeps its artifacts: the location in
+    :data:`ARTIFACTS_ENV` (a plain path as a file URI), else ``mlartifacts/`` beside a sqlite
+    store, else None (the tracking server's default)."""
+    given = os.environ.get(ARTIFACTS_ENV)
+    if given:
+        location = storage.normalize(given)
+        return Path(location).as_uri() if storage.scheme(location) == "" else location
+    if tracking.startswith("sqlite:"):
+        return (Path(tracking.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
+    return None
 
 
 def tracking_uri() -> str:
@@ -49,16 +75,14 @@ def configure(experiment: str) -> str:
     if found is not None:
         mlflow.set_experiment(experiment)
         return str(found.experiment_id)
-    location = None
-    if uri.startswith("sqlite:"):
-        location = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").as_uri()
-    experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    experiment_id = mlflow.create_experiment(experiment, artifact_location=artifact_location(uri))
     mlflow.set_experiment(experiment)
     return str(experiment_id)
 
 
 def log_model(model_dir: str | Path, name: str = "model") -> str:
-    """Log a :mod:`seqrec.serve.recommender` model folder as a pyfunc in the active run; returns its URI.
+    """Log a :mod:`seqrec.serve.recommender` model folder (a path or a URI) as a pyfunc in the
+    active run; returns its URI.
 
     The flavour points at the installed ``seqrec.serve.recommender`` module as its loader and stores
     only data (safetensors, JSON, Parquet): no pickled Python objects. The signature declares
@@ -75,13 +99,14 @@ def log_model(model_dir: str | Path, name: str = "model") -> str:
         ),
         params=ParamSchema([ParamSpec("k", DataType.long, 10)]),
     )
-    info = mlflow.pyfunc.log_model(
-        name=name,
-        loader_module="seqrec.serve.recommender",
-        data_path=str(model_dir),
-        signature=signature,
-        pip_requirements=["seqrec", "torch", "safetensors", "pyarrow", "pandas"],
-    )
+    with storage.local_copy(str(model_dir)) as local:  # MLflow logs local files only
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            loader_module="seqrec.serve.recommender",
+            data_path=local,
+            signature=signature,
+            pip_requirements=["seqrec", "torch", "safetensors", "pyarrow", "pandas"],
+        )
     return str(info.model_uri)
 
 
@@ -98,6 +123,30 @@ def champion(name: str) -> ModelVersion | None:
         return MlflowClient().get_model_version_by_alias(name, CHAMPION)
     except MlflowException:
         return None
+
+
+def alias_version(name: str, alias: str) -> str | None:
+    """The version holding ``alias``, or None (no such model or alias)."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(name, alias, version)
+
+
+def delete_alias(name: str, alias: str) -> None:
+    """Remove ``alias`` from ``name`` (nothing happens when no version holds it)."""
+    if alias_version(name, alias) is not None:
+        MlflowClient().delete_registered_model_alias(name, alias)
+
+
+def set_version_tags(name: str, version: str, tags: Mapping[str, Any]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, version, key, str(value))
 
 
 def champion_uri(name: str) -> str:
@@ -273,7 +322,8 @@ def log_interest_classifier(
         mlflow.log_params({k: str(v) for k, v in params.items()})
         mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
         mlflow.log_dict(dict(report), "report.json")
-        mlflow.log_artifacts(str(model_dir), INTEREST_CLASSIFIER_ARTIFACTS)
+        with storage.local_copy(str(model_dir)) as local:  # MLflow logs local files only
+            mlflow.log_artifacts(local, INTEREST_CLASSIFIER_ARTIFACTS)
     return str(run.info.run_id)
 
 

@@ -1,7 +1,10 @@
 """Parquet and Delta access, and all-or-nothing publication of a job's outputs.
 
 Paths go through Hadoop's FileSystem API (reached via the session's JVM), so the same code
-works on a local disk, HDFS or an object store that Spark is configured for.
+works on a local disk, HDFS or an object store that Spark is configured for. A URI whose scheme
+Spark has no FileSystem for (``s3a://`` without hadoop-aws, say) is refused the first time a
+function here touches it, with one paragraph naming the package to add
+(:class:`seqrec.io.storage.StorageError`), instead of a JVM stack trace.
 
 A build writes every output into a folder of its own and is published by one atomic switch of
 a small pointer file (:func:`replace_text`): a job killed at any moment leaves the previously
@@ -11,28 +14,84 @@ published build whole (see :mod:`seqrec.io.layout`).
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 from delta.tables import DeltaTable
+from py4j.protocol import Py4JJavaError
+from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, SparkSession
 
-from seqrec.io import layout
+from seqrec.io import layout, storage
 
-TEMPORARY = ".tmp"  # the suffix of a file written before it is renamed into place
-# URI schemes of object stores: an object appears whole or not at all, and rename is a copy.
-OBJECT_STORES = ("s3", "s3a", "s3n", "gs", "abfs", "abfss", "wasb", "wasbs", "oss")
+TEMPORARY = storage.TEMPORARY  # the suffix of a file written before it is renamed into place
+# The Hadoop connector of each object store's schemes: (its name, the package to add).
+_CONNECTORS = {
+    ("s3", "s3a", "s3n"): (
+        "the hadoop-aws package (S3 is s3a:// to Hadoop)",
+        "org.apache.hadoop:hadoop-aws:{hadoop}",
+        "spark.hadoop.fs.s3a.*",
+    ),
+    ("gs",): (
+        "the Cloud Storage connector",
+        "com.google.cloud.bigdataoss:gcs-connector:<version> (or its shaded jar with --jars)",
+        "spark.hadoop.fs.gs.*",
+    ),
+    ("abfs", "abfss", "wasb", "wasbs"): (
+        "the hadoop-azure package",
+        "org.apache.hadoop:hadoop-azure:{hadoop}",
+        "spark.hadoop.fs.azure.*",
+    ),
+}
+
+
+def _unreachable(spark: SparkSession, path: str, error: Exception) -> storage.StorageError:
+    """The one paragraph for a ``path`` whose Hadoop FileSystem failed to start: which
+    connector to add, or what to check."""
+    java = getattr(error, "java_exception", None)
+    reason = str(java.toString() if java is not None else error).splitlines()[0]
+    kind = storage.scheme(path)
+    jvm = spark.sparkContext._jvm
+    hadoop = str(jvm.org.apache.hadoop.util.VersionInfo.getVersion())  # type: ignore[union-attr]
+    if "No FileSystem for scheme" not in reason and "ClassNotFoundException" not in reason:
+        return storage.StorageError(
+            f"{path}: Spark cannot reach it ({reason}). Check the host, the port and the "
+            "credentials (--conf spark.hadoop.* settings of the job)."
+        )
+    name, package, settings = next(
+        (found for schemes, found in _CONNECTORS.items() if kind in schemes),
+        (
+            f"a Hadoop FileSystem for {kind}://",
+            "<its Maven coordinates> (or its jar with --jars)",
+            f"spark.hadoop.fs.{kind}.impl=<its class>",
+        ),
+    )
+    return storage.StorageError(
+        f"{path}: Spark has no filesystem for {kind}:// URIs here ({reason}). Add "
+        f"{name} to the job: spark-submit --packages {package.format(hadoop=hadoop)} "
+        f"(this Spark's Hadoop is {hadoop}), with --conf {settings} for its credentials; or "
+        "give a local path, a file:// or an hdfs:// URI."
+    )
 
 
 def _fs_path(spark: SparkSession, path: str) -> tuple[Any, Any]:
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "needs a classic (JVM) SparkSession"
     hpath = jvm.org.apache.hadoop.fs.Path(path)
-    fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    try:
+        fs = hpath.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration())  # type: ignore[union-attr]
+    except (Py4JJavaError, PySparkException) as error:
+        raise _unreachable(spark, path, error) from error
     return fs, hpath
+
+
+def check_reachable(spark: SparkSession, *paths: str | None) -> None:
+    """Refuse, before any work, a path among ``paths`` (None skipped) that Spark has no
+    FileSystem for (:class:`~seqrec.io.storage.StorageError`). Local paths cost nothing."""
+    for path in paths:
+        if path and not layout.is_local(path):
+            _fs_path(spark, path)
 
 
 def exists(spark: SparkSession, path: str) -> bool:
@@ -82,11 +141,13 @@ def write_parquet(
     ``files`` sets the number of output shards; ``max_rows_per_file`` caps rows per shard (0 =
     no cap), so a training job can stream the shards in pieces of bounded size.
     """
+    check_reachable(df.sparkSession, path)
     out = df.repartition(files) if files else df
     out.write.mode("overwrite").option("maxRecordsPerFile", max_rows_per_file).parquet(path)
 
 
 def read_parquet(spark: SparkSession, path: str) -> DataFrame:
+    check_reachable(spark, path)
     return spark.read.parquet(path)
 
 
@@ -95,6 +156,7 @@ def replace_delta_partition(df: DataFrame, path: str, column: str, value: str) -
 
     Rerunning the same date replaces that date's rows, so reruns leave identical contents.
     """
+    check_reachable(df.sparkSession, path)
     (
         df.write.format("delta")
         .mode("overwrite")
@@ -106,11 +168,13 @@ def replace_delta_partition(df: DataFrame, path: str, column: str, value: str) -
 
 def is_delta(spark: SparkSession, path: str) -> bool:
     """Whether ``path`` holds a Delta table."""
+    check_reachable(spark, path)
     return bool(DeltaTable.isDeltaTable(spark, path))
 
 
 def read_delta(spark: SparkSession, path: str) -> DataFrame:
     """The latest version of the Delta table at ``path``."""
+    check_reachable(spark, path)
     return spark.read.format("delta").load(path)
 
 
@@ -166,6 +230,7 @@ def merge_delta(
 def delta_history(spark: SparkSession, path: str) -> list[dict[str, Any]]:
     """Every commit of the Delta table at ``path``, oldest first: ``version``, ``timestamp``
     and ``metadata`` (what :func:`merge_delta` recorded, parsed; ``{}`` when none)."""
+    check_reachable(spark, path)
     rows = (
         DeltaTable.forPath(spark, path)
         .history()
@@ -190,6 +255,7 @@ def delta_history(spark: SparkSession, path: str) -> list[dict[str, Any]]:
 
 def read_delta_version(spark: SparkSession, path: str, version: int) -> DataFrame:
     """The Delta table at ``path`` as it stood at ``version`` (time travel)."""
+    check_reachable(spark, path)
     return spark.read.format("delta").option("versionAsOf", version).load(path)
 
 
@@ -203,6 +269,7 @@ def list_names(spark: SparkSession, folder: str) -> list[str]:
 
 def write_delta(df: DataFrame, path: str, partition_by: str) -> None:
     """Write ``df`` as a new Delta table at ``path``, partitioned by ``partition_by``."""
+    check_reachable(df.sparkSession, path)
     df.write.format("delta").mode("overwrite").partitionBy(partition_by).save(path)
 
 
@@ -216,18 +283,13 @@ def replace_text(spark: SparkSession, path: str, text: str) -> None:
     object store (S3, GCS, Azure) has no atomic rename (its rename is a copy), but it shows an
     object only once it is whole, so there the file is written in place by one upload.
     """
-    if urlparse(path).scheme in OBJECT_STORES:
+    if storage.scheme(path) in storage.OBJECT_STORES:
         write_text(spark, path, text)
         return
-    temporary = f"{path}.{uuid.uuid4().hex[:8]}{TEMPORARY}"
     if layout.is_local(path):
-        local = layout.local_path(temporary)
-        with open(local, "w", encoding="utf-8") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())  # on disk before it can become the pointer
-        os.replace(local, layout.local_path(path))
+        storage.replace_text(path, text)  # written, synced and renamed by Python
         return
+    temporary = f"{path}.{uuid.uuid4().hex[:8]}{TEMPORARY}"
     write_text(spark, temporary, text)
     jvm = spark.sparkContext._jvm
     assert jvm is not None, "needs a classic (JVM) SparkSession"

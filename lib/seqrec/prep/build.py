@@ -67,16 +67,20 @@ class BuildConfig:
         help="input format ('synthetic' generates the embedded default data)",
         choices=sorted({*sources.SOURCES, SYNTHETIC}),
     )
-    output: str = config.option(help="output folder (local path or any Hadoop URI)")
+    output: str = config.option(
+        help="output folder (local path or any Hadoop URI)", convert=config.location
+    )
     run_date: str = config.option(
         help="YYYY-MM-DD: the date this run is for; future-time checks use it",
         convert=config.run_date,
     )
     input: str | None = config.option(
-        None, help="input file, folder or glob (not used by 'synthetic')"
+        None, help="input file, folder or glob (not used by 'synthetic')", convert=config.location
     )
     items: str | None = config.option(
-        None, help="item metadata file for the source (titles, categories, ...)"
+        None,
+        help="item metadata file for the source (titles, categories, ...)",
+        convert=config.location,
     )
     events: int = config.option(100_000, help="synthetic only: number of events")
     seed: int = config.option(7, help="synthetic only: generator seed")
@@ -117,7 +121,7 @@ class BuildConfig:
         "model into item_vectors/ when the items have any text",
     )
     text_model: str = config.option(
-        "", help="text model folder ('' = the installed all-MiniLM-L6-v2)"
+        "", help="text model folder ('' = the installed all-MiniLM-L6-v2)", convert=config.location
     )
     text_batch_size: int = config.option(
         embedding.DEFAULT_BATCH_SIZE, help="texts per encoder forward pass"
@@ -132,6 +136,7 @@ class BuildConfig:
         help="interest classifier folder (jobs/train_interests.py): items whose metadata "
         "has no category get the one it predicts from their text, before the events take "
         "their categories from the items (a predicted 'other' is left missing)",
+        convert=config.location,
     )
 
     @classmethod
@@ -362,6 +367,8 @@ def run_build(
     stages = _Stages()
     reached = on_stage or (lambda stage: None)
     output = config.output.rstrip("/")
+    # A URI Spark has no filesystem for stops the run here, before anything is read or written.
+    tables.check_reachable(spark, output, config.input, config.items)
     run_id = f"{config.run_date}-{uuid.uuid4().hex[:8]}"
     pointer = layout.read_pointer(output, spark)
     previous = layout.resolve(output, spark)  # the current build (maybe flat, maybe none yet)

@@ -15,6 +15,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from seqrec import schemas as S
+from seqrec.io import storage
 from seqrec.text import embedding
 
 _ITEM_CATEGORY = "_item_category"
@@ -22,7 +23,7 @@ _ITEM_CATEGORY = "_item_category"
 
 def classify_categories(item_meta: DataFrame | None, model: str, source: str) -> DataFrame:
     """``item_meta`` with its missing categories predicted from the item text by the interest
-    classifier in the folder ``model`` (persisted: the classifier runs once)."""
+    classifier in the folder ``model``, a path or a URI (persisted: the classifier runs once)."""
     if item_meta is None:
         raise ValueError(
             f"--interest-model needs item metadata (titles) to classify, and source "
@@ -30,7 +31,8 @@ def classify_categories(item_meta: DataFrame | None, model: str, source: str) ->
         )
     from seqrec.interests.fill import with_filled_categories  # torch: only when asked for
 
-    return with_filled_categories(item_meta, model).persist(StorageLevel.MEMORY_AND_DISK)
+    with storage.local_copy(model) as folder:  # shipped to the executors from there
+        return with_filled_categories(item_meta, folder).persist(StorageLevel.MEMORY_AND_DISK)
 
 
 def fill_categories(events: DataFrame, items: DataFrame | None) -> DataFrame:

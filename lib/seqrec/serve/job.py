@@ -17,7 +17,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seqrec import config, errors, schemas
-from seqrec.io import layout, registry, tables
+from seqrec.io import layout, registry, storage, tables
 from seqrec.serve import profiles, recommender, scoring
 
 DESCRIPTION = "Score users with the champion model and MERGE into a Delta table."
@@ -26,8 +26,8 @@ LAST_RUN = "last-run"  # --since: the table's last run date, when the model has 
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    data: str = config.option(help="build_sequences output folder")
-    table: str = config.option(help="Delta table path for the output")
+    data: str = config.option(help="build_sequences output folder", convert=config.location)
+    table: str = config.option(help="Delta table path for the output", convert=config.location)
     run_date: str = config.option(help="YYYY-MM-DD", convert=config.run_date)
     model_name: str = config.option("seqrec-recommender", help="registered model")
     model_version: str | None = config.option(None, help="version to use instead of @champion")
@@ -59,12 +59,15 @@ class ScoreConfig:
         None,
         help="interest classifier folder (jobs/train_interests.py): predicts the category "
         "of items that have none, from their text, for the profiles",
+        convert=config.location,
     )
     challenger: str | None = config.option(
         None,
-        help="a version to score a share of the users with (an A/B test against the "
-        "champion); each user's arm is a stable hash of their id, recorded in the table's "
-        "'arm' column, and jobs/measure.py compares the arms",
+        help="a version (or an alias, such as 'challenger', which jobs/promote.py "
+        "--online-days sets) to score a share of the users with: an A/B test against the "
+        "champion. Each user's arm is a stable hash of their id, recorded in the table's "
+        "'arm' column, and jobs/measure.py compares the arms. An alias that no version "
+        "holds means no test: every user gets the champion",
     )
     challenger_share: float = config.option(
         0.1, help="the share of users in the challenger's arm (0 to 1)"
@@ -112,6 +115,27 @@ def version_to_score(model_name: str, model_version: str | None) -> str:
             "--model-version."
         )
     return str(champion.version)
+
+
+def challenger_version(model_name: str, challenger: str | None, champion: str) -> str | None:
+    """``--challenger`` as a version: a number is one (it must exist); a name is an alias,
+    and None when no version other than the champion holds it (then there is no test)."""
+    if not challenger:
+        return None
+    if challenger.isdigit():
+        if challenger == champion:
+            raise ScoreRefused(
+                f"--challenger {challenger} is the version scoring the champion arm."
+            )
+        return challenger
+    found = registry.alias_version(model_name, challenger)
+    if found is None or found == champion:
+        held = "no version" if found is None else f"the champion v{champion}"
+        print(
+            f"[score] alias '{challenger}' is held by {held}: no test, every user gets the champion"
+        )
+        return None
+    return found
 
 
 def check_model(model_dir: Path, model_name: str, version: str, exclude: str) -> None:
@@ -181,7 +205,8 @@ def with_build_profiles(
         from seqrec.interests.fill import with_filled_categories
 
         try:
-            items = with_filled_categories(items, interest_model)
+            with storage.local_copy(interest_model) as folder:  # shipped to the executors
+                items = with_filled_categories(items, folder)
         except FileNotFoundError as error:
             raise ScoreRefused(f"--interest-model {error}") from error
     vocab_path = layout.vocab(data, layout.CATEGORY_VOCAB)

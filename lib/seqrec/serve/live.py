@@ -1,10 +1,11 @@
 """What the online service holds in memory: the build's catalogue, every user's history (the
 build's plus the events posted since), and the nightly recommendations table as a cache.
 
-All of it is read without Spark -- Parquet with pyarrow, the Delta table with ``deltalake`` --
-so the service starts in seconds. Histories stay as flat Arrow-style arrays with offsets (one
-row per user of the build); only the events posted live are Python objects, bounded per user
-and in total (the least recently updated user's live events are evicted first).
+All of it is read without Spark -- Parquet with pyarrow (through :mod:`seqrec.io.storage`, so
+``--data`` may be a URI), the Delta table with ``deltalake`` -- so the service starts in
+seconds. Histories stay as flat Arrow-style arrays with offsets (one row per user of the
+build); only the events posted live are Python objects, bounded per user and in total (the
+least recently updated user's live events are evicted first).
 """
 
 from __future__ import annotations
@@ -12,15 +13,13 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from seqrec import schemas
-from seqrec.io import layout
+from seqrec.io import layout, storage
 from seqrec.prep.vocab import OOV_IDX
 
 # The event columns of a history, in SEQUENCES order.
@@ -29,10 +28,10 @@ COLUMNS = (schemas.SEQ_ITEMS, schemas.SEQ_EVENT_TYPES, schemas.SEQ_CATEGORIES, s
 
 def _vocab(build: str, name: str) -> dict[str, int]:
     """A build vocabulary's real keys -> ids (``<unk>`` and padding left out)."""
-    path = Path(layout.local_path(layout.vocab(build, name)))
-    if not path.exists():
+    path = layout.vocab(build, name)
+    if not storage.exists(path):
         return {}
-    table = pq.read_table(path, columns=[schemas.VOCAB_KEY, schemas.VOCAB_IDX])
+    table = storage.read_parquet(path, columns=[schemas.VOCAB_KEY, schemas.VOCAB_IDX])
     return {
         key: idx
         for key, idx in zip(
@@ -60,9 +59,9 @@ class Catalogue:
         self.item_category = np.full(size, OOV_IDX, dtype=np.int64)  # item idx -> category idx
         self.category_names = {idx: key for key, idx in category_idx.items()}
         counts = np.zeros(size, dtype=np.int64)
-        items_path = Path(layout.local_path(layout.items(build)))
-        if items_path.exists():
-            items = pq.read_table(
+        items_path = layout.items(build)
+        if storage.exists(items_path):
+            items = storage.read_parquet(
                 items_path,
                 columns=[schemas.ITEM_ID, schemas.ITEM_IDX, schemas.TITLE, schemas.CATEGORY]
                 + [schemas.N_EVENTS],
@@ -75,7 +74,7 @@ class Catalogue:
             self.item_category[idx] = [category_idx.get(c or "", OOV_IDX) for c in categories]
             counts[idx] = items.column(schemas.N_EVENTS).to_numpy()
         else:
-            table = pq.read_table(Path(layout.local_path(layout.vocab(build, layout.ITEM_VOCAB))))
+            table = storage.read_parquet(layout.vocab(build, layout.ITEM_VOCAB))
             counts[table.column(schemas.VOCAB_IDX).to_numpy()] = table.column(
                 schemas.VOCAB_COUNT
             ).to_numpy()
@@ -136,10 +135,7 @@ class Histories:
         self._load_base(build)
 
     def _load_base(self, build: str) -> None:
-        table = pq.read_table(
-            Path(layout.local_path(layout.sequences(build))),
-            columns=[schemas.USER_ID, *COLUMNS],
-        )
+        table = storage.read_parquet(layout.sequences(build), columns=[schemas.USER_ID, *COLUMNS])
         users = table.column(schemas.USER_ID).to_pylist()
         row = {user: i for i, user in enumerate(users)}
         flat = {}

@@ -23,14 +23,12 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 
 from seqrec import config, schemas
-from seqrec.io import layout
+from seqrec.io import layout, storage
 from seqrec.serve import explain, recommender, scoring
 from seqrec.serve.live import Catalogue, Events, Histories, Nightly, sequences_batch
 from seqrec.serve.metrics import Metrics
@@ -46,9 +44,13 @@ POPULAR = "popular"
 class Settings:
     """What the service reads and how it serves; ``jobs/serve.py``'s options are these."""
 
-    data: str = config.option(help="build_sequences output folder (its current build is read)")
+    data: str = config.option(
+        help="build_sequences output folder (its current build is read)", convert=config.location
+    )
     table: str | None = config.option(
-        None, help="the nightly recommendations Delta table (jobs/score.py --table): the cache"
+        None,
+        help="the nightly recommendations Delta table (jobs/score.py --table): the cache",
+        convert=config.location,
     )
     model_name: str = config.option("seqrec-recommender", help="registered model")
     model_version: str | None = config.option(
@@ -115,7 +117,7 @@ def load_version(name: str, version: str, build: str) -> LoadedModel:
     try:
         folder = registry.download_model(registry.version_uri(name, version))
         model = recommender.load_model(folder)
-        vocab = pq.read_table(Path(layout.local_path(layout.vocab(build, layout.ITEM_VOCAB))))
+        vocab = storage.read_parquet(layout.vocab(build, layout.ITEM_VOCAB))
         scoring.check_vocabulary(folder, vocab)
     except (registry.RegistryError, OSError, ValueError, RuntimeError, KeyError) as error:
         first = str(error).splitlines()[0] if str(error) else ""

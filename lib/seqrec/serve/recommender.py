@@ -31,7 +31,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from seqrec import schemas
-from seqrec.io import layout
+from seqrec.io import layout, storage
 from seqrec.models import MODELS, SequentialRecommender
 from seqrec.prep.vocab import OOV_IDX
 
@@ -100,16 +100,20 @@ class BadIndexError(ValueError):
 
 
 class Recommender:
-    """A loaded model with the vocabularies it was trained on."""
+    """A loaded model with the vocabularies it was trained on: from a local folder, or from a
+    URI (:mod:`seqrec.io.storage`) through a local copy."""
 
     def __init__(self, path: str | Path) -> None:
-        root = Path(path)
+        with storage.local_copy(str(path)) as local:
+            self._load(Path(local), path)
+
+    def _load(self, root: Path, given: str | Path) -> None:
         if not (root / CONFIG_FILE).exists():
-            raise FileNotFoundError(f"{root} holds no {CONFIG_FILE}: not a seqrec model folder")
+            raise FileNotFoundError(f"{given} holds no {CONFIG_FILE}: not a seqrec model folder")
         self.meta: dict[str, Any] = json.loads((root / CONFIG_FILE).read_text())
         name = self.meta["model"]
         if name not in MODELS:
-            raise ValueError(f"{root}: unknown model {name!r}; this seqrec knows {sorted(MODELS)}")
+            raise ValueError(f"{given}: unknown model {name!r}; this seqrec knows {sorted(MODELS)}")
         config_cls, model_cls = MODELS[name]
         self.config = config_cls(**self.meta["config"])
         self.model: SequentialRecommender = model_cls(self.config)  # type: ignore[call-arg]

@@ -414,3 +414,24 @@ def generate_events(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
         )
         .select(*SYNTHETIC_EVENTS.fieldNames())
     )
+
+
+TASTE_LEAVES = "preferred_categories"  # user_tastes: preferred leaf paths, most preferred first
+TASTE_LEAF_INDEX = "_leaves"  # user_tastes: the same leaves as the generator's leaf indices
+
+
+def user_tastes(spark: SparkSession, config: GeneratorConfig) -> DataFrame:
+    """Every human user's latent tastes as the generator drew them for ``config``: ``user_id``,
+    ``preferred_categories`` (the category paths of their one to three preferred leaves, the
+    most preferred first), ``_leaves`` (the same leaves as leaf indices) and ``_row`` (the key
+    of their random choices). Bots have no tastes and are left out, as are users without
+    events. The simulator of responses (:mod:`seqrec.synthetic.responses`) reads them."""
+    plan = make_plan(spark, config)
+    users = _users(spark, plan).filter(~F.col(_IS_BOT) & (F.col(_N) > 0))
+    leaves = F.slice(F.col(_PREFS), 1, F.col(_N_PREFS))
+    return users.select(
+        USER_ID,
+        F.transform(leaves, leaf_path).alias(TASTE_LEAVES),
+        leaves.alias(TASTE_LEAF_INDEX),
+        F.col(_ROW),
+    )

@@ -10,6 +10,9 @@ On Spark, :func:`embed_items` encodes the items where they live (``mapInArrow``)
 model once per Python worker process; no item is collected to the driver. The item vectors
 table it produces (key columns + ``vector``, :func:`item_vectors_schema`) becomes the
 ``[n_items + 1, dim]`` matrix a model takes with :func:`vector_matrix`.
+
+A model folder may be a path or a URI (:mod:`seqrec.io.storage`): it is checked where it is, and
+loaded from a local copy (on Spark, once per Python worker).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from seqrec import errors, schemas
+from seqrec.io import storage
 from seqrec.prep.vocab import OOV_IDX
 from seqrec.spark import load_once
 
@@ -95,13 +99,13 @@ def check_model_folder(path: str, installed: bool = False) -> None:
     config, the weights or the tokenizer, or its config is not JSON; for the ``installed``
     default model, :class:`TextModelNotInstalled` instead. Loading the weights is left to
     :class:`TextEncoder` (on Spark, to each worker)."""
-    if not os.path.isdir(path):
+    if not storage.is_dir(path):
         if installed:
             raise _reinstall(f"is missing ({path} is not a folder)")
         raise TextModelNotFound(
             f"text model folder not found: {path} does not exist. {_HOW_TO_FIX}"
         )
-    names = sorted(os.listdir(path))
+    names = storage.list_names(path)
     missing = [
         what
         for what, files in (
@@ -116,10 +120,8 @@ def check_model_folder(path: str, installed: bool = False) -> None:
         holds = f"it holds {', '.join(names[:10])}{', ...' if len(names) > 10 else ''}"
         problem = f"the folder has {', '.join(missing)}; {holds if names else 'it is empty'}"
     else:
-        config_path = os.path.join(path, _CONFIG_FILE)
         try:
-            with open(config_path, encoding="utf-8") as handle:
-                config = json.load(handle)
+            config = json.loads(storage.read_text(storage.join(path, _CONFIG_FILE)) or "")
         except (OSError, ValueError) as error:
             problem = f"its {_CONFIG_FILE} is not readable JSON ({error})"
         else:
@@ -155,8 +157,9 @@ class TextEncoder:
         self.max_length = max_length
         self.device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path, local_files_only=True)
-            self.model = AutoModel.from_pretrained(self.model_path, local_files_only=True)
+            with storage.local_copy(self.model_path) as local:  # transformers reads local files
+                self.tokenizer = AutoTokenizer.from_pretrained(local, local_files_only=True)
+                self.model = AutoModel.from_pretrained(local, local_files_only=True)
         except Exception as error:  # whatever the folder's files break is theirs to fix
             reason = " ".join(str(error).split()[:40]) or type(error).__name__
             problem = f"could not load a text model from {self.model_path}: {reason}"

@@ -10,6 +10,7 @@ weekly DAG does it in three: ``jobs/train.py --no-promote`` registers (:func:`lo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
@@ -161,9 +162,9 @@ def evaluate_against_champion(name: str, version: str, data_dir: str) -> dict[st
     }
 
 
-def promote_evaluated(name: str, version: str) -> dict[str, Any]:
-    """Move ``champion`` to ``version`` if :func:`evaluate_against_champion` found it better
-    than the champion it was compared with. Refuses when it was never evaluated, or when the
+def _checked_comparison(name: str, version: str) -> tuple[registry.Comparison, str]:
+    """What :func:`evaluate_against_champion` recorded on ``version``, and the champion now
+    (its version, or ``NO_CHAMPION``). Refuses when it was never evaluated, or when the
     champion has moved since (the comparison would be stale)."""
     recorded = registry.recorded_comparison(name, version, METRIC)
     if recorded is None:
@@ -172,13 +173,24 @@ def promote_evaluated(name: str, version: str) -> dict[str, Any]:
         )
     current = registry.champion(name)
     now = registry.NO_CHAMPION if current is None else str(current.version)
-    if now == str(version):
-        return {"model_version": version, "promoted": True, "already_champion": True}
-    if now != recorded.against:
+    if now not in (str(version), recorded.against):
         raise LookupError(
             f"model '{name}' v{version} was compared with champion {recorded.against}, "
             f"but the champion is now {now}: run jobs/evaluate.py again"
         )
+    return recorded, now
+
+
+def _won_offline(recorded: registry.Comparison) -> bool:
+    return recorded.champion_value is None or recorded.value > recorded.champion_value
+
+
+def promote_evaluated(name: str, version: str) -> dict[str, Any]:
+    """Move ``champion`` to ``version`` if :func:`evaluate_against_champion` found it better
+    than the champion it was compared with (see :func:`_checked_comparison` for the refusals)."""
+    recorded, now = _checked_comparison(name, version)
+    if now == str(version):
+        return {"model_version": version, "promoted": True, "already_champion": True}
     promoted = registry.promote_if_better(
         name, version, METRIC, recorded.value, recorded.champion_value
     )
@@ -188,3 +200,69 @@ def promote_evaluated(name: str, version: str) -> dict[str, Any]:
         "valid_ndcg10": recorded.value,
         "champion_valid_ndcg10": recorded.champion_value,
     }
+
+
+def start_online_test(name: str, version: str) -> dict[str, Any]:
+    """Make ``version`` the ``challenger`` when it beat the champion offline: the nightly run
+    then scores a share of the users with it, and :func:`decide_online` promotes it only if it
+    also wins online. Without a champion there is nothing to test against: it is promoted."""
+    recorded, now = _checked_comparison(name, version)
+    if now in (str(version), registry.NO_CHAMPION):
+        return promote_evaluated(name, version)
+    figures = {"valid_ndcg10": recorded.value, "champion_valid_ndcg10": recorded.champion_value}
+    if not _won_offline(recorded):
+        registry.set_version_tags(name, version, {registry.PROMOTED_TAG: "false"})
+        return {"model_version": version, "promoted": False, "challenger": False, **figures}
+    replaced = registry.alias_version(name, registry.CHALLENGER)
+    registry.set_alias(name, registry.CHALLENGER, version)
+    return {
+        "model_version": version,
+        "promoted": False,
+        "challenger": True,
+        "replaced_challenger": replaced if replaced != str(version) else None,
+        **figures,
+    }
+
+
+def decide_online(
+    name: str, version: str, metrics_table: str, metric: str, days: int, alpha: float
+) -> dict[str, Any]:
+    """Promote ``version`` only if it beat the champion offline *and* online: its pooled
+    ``metric`` difference over the last ``days`` measured days is significantly positive
+    (:func:`seqrec.feedback.decide.verdict`). While fewer days are measured nothing changes;
+    once decided, the ``challenger`` alias is removed from it whatever the outcome, and the
+    verdict is recorded as tags on the version."""
+    from seqrec.feedback import decide
+
+    recorded, now = _checked_comparison(name, version)
+    if now == str(version):
+        return {"model_version": version, "promoted": True, "already_champion": True}
+    found = decide.verdict(
+        decide.read_differences(metrics_table, name, version, metric), metric, days, alpha
+    )
+    result: dict[str, Any] = {
+        "model_version": version,
+        "promoted": False,
+        "decision": found.status,
+        "online": found.as_dict(),
+        "valid_ndcg10": recorded.value,
+        "champion_valid_ndcg10": recorded.champion_value,
+    }
+    if found.status == decide.PENDING:
+        return result
+    promoted = found.won and _won_offline(recorded)
+    registry.set_version_tags(
+        name,
+        version,
+        {
+            registry.ONLINE_WIN_TAG: str(found.won).lower(),
+            registry.ONLINE_VERDICT_TAG: json.dumps(found.as_dict()),
+            registry.PROMOTED_TAG: str(promoted).lower(),
+        },
+    )
+    if promoted:
+        registry.set_alias(name, registry.CHAMPION, version)
+    if registry.alias_version(name, registry.CHALLENGER) == str(version):
+        registry.delete_alias(name, registry.CHALLENGER)
+    result["promoted"] = promoted
+    return result

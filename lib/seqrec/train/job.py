@@ -12,22 +12,19 @@ so serving and scoring need nothing else.
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
 
 from seqrec import config, errors, schemas
-from seqrec.io import layout
+from seqrec.io import layout, storage
 from seqrec.models import MODELS
 from seqrec.prep.vocab import key_id
 from seqrec.text import embedding
-from seqrec.train import streams
+from seqrec.train import gpu, streams
 from seqrec.train.objective import LOSSES
 
 DESCRIPTION = (
@@ -41,7 +38,7 @@ AUTO, OFF = "auto", "off"  # --item-vectors: the build's own vectors if present,
 
 @dataclass(frozen=True)
 class TrainJobConfig:
-    data: str = config.option(help="build_sequences output folder")
+    data: str = config.option(help="build_sequences output folder", convert=config.location)
     run_date: str = config.option(
         help="YYYY-MM-DD", convert=config.run_date
     )  # recorded with the model
@@ -82,19 +79,24 @@ class TrainJobConfig:
     local_mode: bool = config.option(
         True, help="TorchDistributor local mode (--no-local-mode: on the cluster's executors)"
     )
-    use_gpu: bool = config.option(
-        False, help="train on GPUs (nccl); set by --use-gpu or when CUDA is visible"
+    # None until from_args decides (seqrec.train.gpu.resolve); a config built in code without
+    # it trains on CPU.
+    use_gpu: bool | None = config.option(
+        None,
+        help="train on GPUs (nccl, one process per GPU); unset: on GPUs when this machine "
+        "has CUDA GPUs and training runs here (local mode or --no-distributed)",
     )
     max_valid_users: int = config.option(20_000, help="validation users evaluated after each epoch")
     experiment: str = config.option("seqrec", help="MLflow experiment")
     registered_model: str = config.option("seqrec-recommender", help="MLflow registered model name")
     checkpoint_dir: str = config.option(
-        "output/checkpoints", help="best weights of each run land here"
+        "output/checkpoints", help="best weights of each run land here", convert=config.location
     )
     item_vectors: str = config.option(
         AUTO,
         help="item text vectors: 'auto' (DATA/item_vectors when the build wrote it), "
         "'off', or an item_id -> vector Parquet path",
+        convert=config.location_or(AUTO, OFF),
     )
     seed: int = config.option(42, help="seeds torch, numpy and the data shuffling")
     promote: bool = config.option(
@@ -117,15 +119,17 @@ class TrainJobConfig:
     @classmethod
     def from_args(cls, argv: Sequence[str] | None = None) -> TrainJobConfig:
         parsed = config.parse(cls, argv, prog="train.py", description=DESCRIPTION)
-        if not parsed.use_gpu and torch.cuda.is_available():
-            parsed = dataclasses.replace(parsed, use_gpu=True)
+        use_gpu, processes = gpu.resolve(
+            parsed.use_gpu, parsed.distributed, parsed.local_mode, parsed.num_processes
+        )
+        parsed = dataclasses.replace(parsed, use_gpu=use_gpu, num_processes=processes)
         # The build this run reads, resolved once (and logged with the run's config).
         return dataclasses.replace(parsed, data=layout.resolve(parsed.data))
 
 
 def read_vocab(data_dir: str, name: str) -> pa.Table:
     """One vocabulary of the build folder ``data_dir``: ``name`` is one of ``layout.VOCABS``."""
-    return pq.read_table(layout.vocab(data_dir, name))
+    return storage.read_parquet(layout.vocab(data_dir, name))
 
 
 def read_vocabs(data_dir: str) -> dict[str, pa.Table]:
@@ -144,8 +148,8 @@ def item_vectors_path(config: TrainJobConfig) -> str | None:
         return None
     if config.item_vectors == AUTO:
         path = layout.item_vectors(layout.resolve(config.data))
-        return path if os.path.exists(path) else None
-    if not os.path.exists(config.item_vectors):
+        return path if storage.exists(path) else None
+    if not storage.exists(config.item_vectors):
         raise FileNotFoundError(f"--item-vectors {config.item_vectors!r} does not exist")
     return config.item_vectors
 
@@ -156,7 +160,7 @@ def load_item_vectors(config: TrainJobConfig) -> np.ndarray | None:
     path = item_vectors_path(config)
     if path is None:
         return None
-    table = pq.read_table(path, columns=[schemas.ITEM_ID, embedding.VECTOR])
+    table = storage.read_parquet(path, columns=[schemas.ITEM_ID, embedding.VECTOR])
     data = layout.resolve(config.data)
     return embedding.vector_matrix(
         table, read_vocab(data, layout.ITEM_VOCAB), max_idx(data, layout.ITEM_VOCAB)
@@ -202,7 +206,7 @@ def check_training_data(config: TrainJobConfig) -> None:
     data = layout.resolve(config.data)
     sequences = layout.sequences(data)
     needed = [sequences, *(layout.vocab(data, name) for name in layout.VOCABS)]
-    missing = [os.path.relpath(path, data) for path in needed if not os.path.exists(path)]
+    missing = [path[len(data) + 1 :] for path in needed if not storage.exists(path)]
     if missing:
         raise errors.InputError(
             f"{data}: not the output of jobs/build_sequences.py: it has no {', '.join(missing)}. "

@@ -2,7 +2,10 @@
 
 Each worker streams its own shard of the Parquet sequences (:mod:`seqrec.train.streams`), trains
 with :func:`seqrec.train.loop.train` under ``DistributedDataParallel`` (gloo on CPU, nccl on
-GPU), and rank 0 writes the best weights as a checkpoint and evaluates them on the test split.
+GPU, one process per GPU: :mod:`seqrec.train.gpu`), and rank 0 writes the best weights as a
+checkpoint (CPU tensors) and evaluates them on the test split. On a cluster's executors
+(``--no-local-mode``) a local ``--checkpoint-dir`` is the driver's: rank 0 returns the
+checkpoint's files with its result, and the driver writes them there.
 What the driver does with the result (MLflow, the registry, the ``champion`` alias) is in
 :mod:`seqrec.train.champion`.
 
@@ -14,18 +17,20 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from seqrec.io import layout
+from seqrec.io import layout, storage
 from seqrec.models import build_model
 from seqrec.serve import recommender
-from seqrec.train import streams
+from seqrec.train import gpu, streams
 from seqrec.train.job import (
     TrainJobConfig,
     check_training_data,
@@ -36,6 +41,9 @@ from seqrec.train.job import (
     read_vocabs,
 )
 from seqrec.train.loop import TrainConfig, evaluate, train
+
+# Rank 0's checkpoint, file by file, when the driver writes it (see _checkpoint_on_driver).
+CHECKPOINT_FILES = "checkpoint_files"
 
 
 def _loop_config(config: TrainJobConfig, device: str) -> TrainConfig:
@@ -57,7 +65,7 @@ def _loop_config(config: TrainJobConfig, device: str) -> TrainConfig:
     )
 
 
-def _ddp_wrap(world: int, device: str) -> Callable[[torch.nn.Module], torch.nn.Module]:
+def _ddp_wrap(world: int, device: torch.device) -> Callable[[torch.nn.Module], torch.nn.Module]:
     """The loop's ``wrap``: the loss module under DDP, or as it is in a single process."""
 
     def wrap(module: torch.nn.Module) -> torch.nn.Module:
@@ -65,7 +73,7 @@ def _ddp_wrap(world: int, device: str) -> Callable[[torch.nn.Module], torch.nn.M
             return module
         from torch.nn.parallel import DistributedDataParallel
 
-        ids = [torch.device(device).index] if device.startswith("cuda") else None
+        ids = [device.index] if device.type == "cuda" else None
         # The only buffers are constant item tables (text vectors, attribute bags), equal on
         # every rank: broadcasting them from rank 0 before each forward would only cost time.
         return DistributedDataParallel(
@@ -75,19 +83,43 @@ def _ddp_wrap(world: int, device: str) -> Callable[[torch.nn.Module], torch.nn.M
     return wrap
 
 
+def _threads_per_process(on_executors: bool = False) -> int:
+    """CPU threads for this process: the cores it may run on, shared by the processes torchrun
+    started on this machine (``LOCAL_WORLD_SIZE``). On a cluster's executors the world spans
+    machines, so dividing by ``WORLD_SIZE`` would leave each machine's cores idle; and a rank
+    there owns only its executor's cores, which Spark passes to its Python workers as
+    ``OMP_NUM_THREADS`` (other executors share the machine's other cores)."""
+    executor_cores = os.environ.get("OMP_NUM_THREADS", "") if on_executors else ""
+    if executor_cores.isdigit() and int(executor_cores) > 0:
+        return int(executor_cores)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ.get("WORLD_SIZE", "1")))
+    return max(1, (cores or 1) // max(local, 1))
+
+
+def _init_process_group(device: torch.device) -> None:
+    """gloo on CPU; on a GPU, nccl bound to this process's device (``device_id`` forms the
+    communicator at once, so a bad GPU set-up fails here rather than at the first gradient).
+
+    Rank 0 alone evaluates the test and the whole validation split and writes the checkpoint
+    while the other ranks wait for its result in a broadcast: NCCL waits 30 minutes there, as
+    gloo does by default, instead of its own 10."""
+    import torch.distributed as dist
+
+    if device.type == "cuda":
+        dist.init_process_group("nccl", device_id=device, timeout=timedelta(minutes=30))
+    else:
+        dist.init_process_group("gloo")
+
+
 def train_worker(config_json: str) -> dict[str, Any] | None:
     """One DDP process (or the only process). Every rank returns rank 0's results."""
     config = TrainJobConfig(**json.loads(config_json))
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(world, 1)))
-    device = "cuda" if config.use_gpu and torch.cuda.is_available() else "cpu"
+    torch.set_num_threads(_threads_per_process(config.distributed and not config.local_mode))
+    device = gpu.worker_device(bool(config.use_gpu))  # cuda:LOCAL_RANK, made current
     if world > 1:
-        import torch.distributed as dist
-
-        dist.init_process_group("nccl" if device == "cuda" else "gloo")
-        if device == "cuda":
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-            torch.cuda.set_device(device)
+        _init_process_group(device)
     try:
         torch.manual_seed(config.seed)
         vectors = load_item_vectors(config)
@@ -106,7 +138,7 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
             world=world,
             seed=config.seed,
         )
-        loop_config = _loop_config(config, device)
+        loop_config = _loop_config(config, str(device))
 
         def split(name: str, limit: int | None = None) -> streams.EvalSplit:
             return streams.EvalSplit(sequences, name, config.protocol, config.max_len, limit)
@@ -125,10 +157,17 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
         purchase = loop_config.purchase_event_type
         test = evaluate(model, split("test"), purchase_event_type=purchase)
         full_valid = evaluate(model, split("valid"), purchase_event_type=purchase)
-        checkpoint = (
-            Path(config.checkpoint_dir) / f"{config.run_date}-{config.model}-{int(time.time())}"
+        checkpoint = storage.join(
+            config.checkpoint_dir, f"{config.run_date}-{config.model}-{int(time.time())}"
         )
-        recommender.save_model(model, config.model, checkpoint, read_vocabs(config.data))
+        files = None
+        if _checkpoint_on_driver(config):
+            with tempfile.TemporaryDirectory(prefix="seqrec-checkpoint-") as folder:
+                recommender.save_model(model, config.model, folder, read_vocabs(config.data))
+                files = _folder_files(folder)
+        else:
+            with storage.local_folder(checkpoint) as folder:  # copied to a URI when not local
+                recommender.save_model(model, config.model, folder, read_vocabs(config.data))
         output = {
             "checkpoint": str(checkpoint),
             "history": result.history,
@@ -143,12 +182,40 @@ def train_worker(config_json: str) -> dict[str, Any] | None:
                 "dim": 0 if vectors is None else int(vectors.shape[1]),
             },
         }
-        return _rank0_output(output, world)
+        shared = _rank0_output(output, world)
+        assert shared is not None
+        # Only rank 0's return value reaches the driver: the files need not go to every rank.
+        return shared if files is None else {**shared, CHECKPOINT_FILES: files}
     finally:
         if world > 1:
             import torch.distributed as dist
 
             dist.destroy_process_group()
+
+
+def _checkpoint_on_driver(config: TrainJobConfig) -> bool:
+    """Whether the driver writes the checkpoint from the files rank 0 returns: when the ranks
+    run on the cluster's executors and ``--checkpoint-dir`` is a local path, which names the
+    driver's disk (where MLflow logs it from), not that of whichever machine runs rank 0. A
+    URI is written by rank 0 itself, and a local run's ranks share the driver's disk."""
+    return config.distributed and not config.local_mode and storage.is_local(config.checkpoint_dir)
+
+
+def _folder_files(folder: str) -> dict[str, bytes]:
+    """Every file under ``folder``, by its path relative to it."""
+    root = Path(folder)
+    return {
+        path.relative_to(root).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
+def _write_folder(files: dict[str, bytes], folder: str) -> None:
+    for name, payload in files.items():
+        target = Path(folder) / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(payload)
 
 
 def _rank0_output(output: dict[str, Any] | None, world: int) -> dict[str, Any] | None:
@@ -184,14 +251,25 @@ def run_distributed(config: TrainJobConfig) -> dict[str, Any]:
 
     from seqrec.spark import get_spark
 
-    get_spark("seqrec-train", delta=False)  # TorchDistributor needs an active session
+    use_gpu = bool(config.use_gpu)
+    # TorchDistributor needs an active session; a local-mode GPU run's declares the driver's GPUs.
+    spark = get_spark(
+        "seqrec-train",
+        delta=False,
+        conf=gpu.driver_conf(use_gpu, config.distributed, config.local_mode),
+    )
+    gpu.check_session(spark, use_gpu, config.distributed, config.local_mode, config.num_processes)
 
     distributor = TorchDistributor(
         num_processes=config.num_processes,
         local_mode=config.local_mode,
-        use_gpu=config.use_gpu,
+        use_gpu=use_gpu,
     )
     result = distributor.run(train_worker, payload)
     if result is None:
         raise RuntimeError("TorchDistributor returned no result from rank 0")
-    return dict(result)
+    output = dict(result)
+    files = output.pop(CHECKPOINT_FILES, None)
+    if files is not None:
+        _write_folder(files, storage.local_path(output["checkpoint"]))
+    return output

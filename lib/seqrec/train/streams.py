@@ -32,14 +32,13 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import islice
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from seqrec import errors, schemas
+from seqrec.io import storage
 from seqrec.models.batch import TIME_GAP, Batch
 from seqrec.train.batches import SEEN, TARGET, TARGET_CATEGORY, TARGET_EVENT_TYPE
 
@@ -58,16 +57,17 @@ class Fragment:
 
 
 def list_fragments(path: str) -> list[Fragment]:
-    """Every row group of every Parquet file under ``path``, in a stable order."""
-    root = Path(path)
-    files = sorted(root.rglob("*.parquet")) if root.is_dir() else [root]
+    """Every row group of every Parquet file under ``path`` (a path or any URI
+    :mod:`seqrec.io.storage` reads), in a stable order."""
+    files = storage.list_files(path, ".parquet")
     if not files:
         raise FileNotFoundError(f"no Parquet files under {path}")
     fragments = []
     for file in files:
-        meta = pq.ParquetFile(file).metadata
+        with storage.parquet_file(file) as parquet:
+            meta = parquet.metadata
         for group in range(meta.num_row_groups):
-            fragments.append(Fragment(str(file), group, meta.row_group(group).num_rows))
+            fragments.append(Fragment(file, group, meta.row_group(group).num_rows))
     return fragments
 
 
@@ -88,7 +88,8 @@ def iter_rows(
         offset = hi
         if hi <= start or lo >= stop:
             continue
-        table = pq.ParquetFile(fragment.path).read_row_group(fragment.row_group, columns=columns)
+        with storage.parquet_file(fragment.path) as parquet:
+            table = parquet.read_row_group(fragment.row_group, columns=columns)
         table = table.slice(max(start - lo, 0), min(stop, hi) - max(start, lo))
         yield from table.to_batches()
 
