@@ -181,13 +181,22 @@ def running(home: Path = DEFAULT_HOME) -> Cluster | None:
     return cluster
 
 
-def _last_line(log: Path) -> str:
+_TELLING = re.compile(r"ERROR|Exception|No such file|not found|not set|Permission denied")
+
+
+def _telling_line(log: Path) -> str:
+    """The log's first line that says what went wrong (an error, a missing file), else its
+    last line, quoted for an error message; empty for an empty log."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
     except OSError:
         return ""
     found = [line for line in lines if line]
-    return f' Its last line: "{found[-1][:300]}".' if found else ""
+    if not found:
+        return ""
+    telling = [line for line in found if _TELLING.search(line)]
+    which, line = ("first error", telling[0]) if telling else ("last line", found[-1])
+    return f' Its {which}: "{line[:300]}".'
 
 
 def _environment(home: Path) -> dict[str, str]:
@@ -341,7 +350,7 @@ def _wait_until_alive(
             if code is not None:
                 raise errors.SetupError(
                     f"the Spark {name} exited with status {code} before the standalone cluster "
-                    f"was up, and the cluster was stopped; its log is {log}.{_last_line(log)} "
+                    f"was up, and the cluster was stopped; its log is {log}.{_telling_line(log)} "
                     "Java 17 on the PATH (or JAVA_HOME) and the venv's pyspark are what it needs."
                 )
         status = master_status(state["web_url"])
@@ -354,7 +363,7 @@ def _wait_until_alive(
     if status is None:
         where = (
             f"the master's web UI {state['web_url']}/json/ never answered; its log is "
-            f"{master_log}.{_last_line(master_log)}"
+            f"{master_log}.{_telling_line(master_log)}"
         )
     else:
         logs = ", ".join(str(log) for _, _, log in started[1:])
@@ -447,14 +456,19 @@ DESCRIPTION = (
 )
 
 
+def _beside_python(name: str) -> str:
+    """The program ``name`` of this interpreter's environment (the venv's ``spark-submit`` is
+    configured for Delta), as short as it can be said from here; ``name`` when there is none."""
+    program = Path(sys.executable).parent / name
+    if not program.exists():
+        return name
+    relative = os.path.relpath(program)
+    return str(program) if relative.startswith("..") else relative
+
+
 def _submit_hint(cluster: Cluster) -> str:
     """The spark-submit lines that send the demo's jobs to ``cluster``."""
-    submit = Path(sys.executable).parent / "spark-submit"  # the venv's, configured for Delta
-    command = "spark-submit"
-    if submit.exists():
-        relative = os.path.relpath(submit)
-        command = str(submit) if relative.startswith("..") else relative
-    run = f"{command} --master {cluster.master_url}"
+    run = f"{_beside_python('spark-submit')} --master {cluster.master_url}"
     data = "output/cluster"
     return "\n".join(
         [
@@ -492,7 +506,8 @@ def describe(cluster: Cluster) -> str:
             f"processes {' '.join(str(p) for p in cluster.pids)}; logs in {cluster.home / LOGS}",
             _submit_hint(cluster),
             *small,
-            f"Stop it: python -m seqrec.cluster down --home {shlex.quote(str(cluster.home))}",
+            f"Stop it: {_beside_python('python')} -m seqrec.cluster down "
+            f"--home {shlex.quote(str(cluster.home))}",
         ]
     )
 
