@@ -23,11 +23,15 @@ is not what this measures) in a fresh subprocess:
 
 Memory is set per mode and passed as Spark configuration (the job's own defaults are left as they
 are): the driver heap (``--local-driver-memory``; in cluster mode ``--cluster-driver-memory``, as
-the driver only plans and collects there), the executors' heap (``--executor-memory``, within
-what each worker offers, ``--worker-memory``), ``spark.memory.fraction`` (``--memory-fraction``)
-and the shuffle partitions, scaled with the input: N x ceil(events / (N x
-``--events-per-partition``)), which gives the local session's default 8 at 10 M events and 80 at
-100 M. Spark's scratch space (``spark.local.dir``) is ``<workdir>/spark-local``.
+the driver only plans, builds the broadcasts and collects there), the executors' heap
+(``--executor-memory``, within what each worker offers, ``--worker-memory``),
+``spark.memory.fraction`` (``--memory-fraction``), the sorts' memory pages
+(``spark.buffer.pageSize``, ``--page-size``: 16 MiB instead of 64) with a JVM option that lets
+an allocation wait for the GC locker (without both, the 100 M local build failed with
+OutOfMemoryError: see ``JVM_OPTIONS``), and the shuffle partitions, scaled with the input: N x
+ceil(events / (N x ``--events-per-partition``)), which gives the local session's default 8 at
+10 M events and 80 at 100 M. Spark's scratch space (``spark.local.dir``) is
+``<workdir>/spark-local``.
 
 **Measured per build.** ``job s``: ``run_build`` alone, after the session is up and (cluster)
 every executor has registered; ``events/s`` = rows in / job s. ``CPU s``: user + system CPU of
@@ -35,7 +39,9 @@ every process involved, over the job's span. ``peak memory``: the largest sum of
 every process involved, sampled every ``--sample-s`` seconds: the subprocess and all its
 descendants (the driver JVM, the Python workers), and in cluster mode also the master and the
 worker JVMs with their descendants (the executors and their Python workers). Pages shared by
-forked Python workers count once per process, so it errs high. The peak's split by role
+forked Python workers count once per process, so it errs high. A process counts from its second
+sample on: a JVM's fork that has not yet run its command (the JVM runs ``chmod`` that way) would
+count the JVM twice, and lives for milliseconds. The peak's split by role
 (driver, executors, master, workers, Python workers) and a timeline (``memory.csv``) are kept.
 ``spill``: Spark's memory and disk bytes spilled, summed over every stage, read from the
 application's REST API (``/api/v1/applications/<id>/stages``) before the session stops; the
@@ -81,7 +87,9 @@ import importlib.util
 import json
 import math
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -107,6 +115,12 @@ CSV_HEADER = b"user_id,item_id,event_time,event_type,session_id,category,price,t
 TARGET_SCALING_SLACK = 1.1  # k times the events may cost at most 1.1 k times the job time
 MODEL_NAME = "seqrec-recommender"
 MASTER_OPTS = "SPARK_MASTER_OPTS"
+# A 100 M build on local[2] with the defaults (G1, 64 MiB sort pages) failed in its tagging sort
+# with "Java heap space", after the JVM warned "Retried waiting for GCLocker too often allocating
+# 8388608 words" (a 64 MiB page): a thread inside a JNI critical region (shuffle decompression)
+# held the GC off while the other thread's allocation needed a collection, and HotSpot gives up
+# after 2 retries (JDK-8192647). This lets the allocation wait longer; the pages are smaller too.
+JVM_OPTIONS = "-XX:+UnlockDiagnosticVMOptions -XX:GCLockerRetryAllocationCount=100"
 GIB = 2**30
 MIB = 2**20
 
@@ -124,11 +138,12 @@ class BenchConfig:
     keep: bool = False  # keep inputs (reused next time) and build outputs
     cores: int = 2  # local[cores]; the cluster has this many one-core workers
     events_per_partition: int = 1_250_000  # shuffle partitions scale with the input
-    local_driver_memory: str = "4g"  # local mode: the one JVM does all the work
+    local_driver_memory: str = "5g"  # local mode: the one JVM does all the work
     cluster_driver_memory: str = "1g"  # cluster mode: the driver plans, broadcasts, collects
     executor_memory: str = "1536m"  # cluster mode: each executor's heap
     worker_memory: str = "2g"  # cluster mode: what each worker offers its executors
     memory_fraction: float = 0.6  # spark.memory.fraction (execution + storage share of heap)
+    page_size: str = "16m"  # spark.buffer.pageSize: the sorts' memory pages (default 64m here)
     score_users: int = 1_000_000  # users scored from the largest local build; 0 skips scoring
     score_driver_memory: str = "4g"  # the scoring session's driver heap
     profiles: bool = True  # score with interest profiles, as the scoring job does by default
@@ -190,6 +205,9 @@ class BenchConfig:
             "--memory-fraction", type=float, default=d.memory_fraction, help="spark.memory.fraction"
         )
         parser.add_argument(
+            "--page-size", default=d.page_size, help="spark.buffer.pageSize of every session"
+        )
+        parser.add_argument(
             "--score-users", type=int, default=d.score_users, help="0 skips the scoring"
         )
         parser.add_argument(
@@ -201,7 +219,8 @@ class BenchConfig:
             "--no-profiles",
             dest="profiles",
             action="store_false",
-            help="score without the interest profiles (the scoring job adds them by default)",
+            help="score without the interest profiles, which the scoring job adds by default "
+            "(profiles: %(default)s)",
         )
         parser.add_argument(
             "--memory-target-gib",
@@ -238,6 +257,7 @@ class BenchConfig:
             executor_memory=args.executor_memory,
             worker_memory=args.worker_memory,
             memory_fraction=args.memory_fraction,
+            page_size=args.page_size,
             score_users=args.score_users,
             score_driver_memory=args.score_driver_memory,
             profiles=args.profiles,
@@ -260,6 +280,7 @@ def spark_conf(config: BenchConfig, mode: str, n_events: int, run_dir: Path) -> 
             shuffle_partitions(n_events, config.cores, config.events_per_partition)
         ),
         "spark.memory.fraction": str(config.memory_fraction),
+        **_heap_settings(config),
         **_observed(config, run_dir),
     }
     if mode == "local":
@@ -271,9 +292,19 @@ def spark_conf(config: BenchConfig, mode: str, n_events: int, run_dir: Path) -> 
                 "spark.executor.memory": config.executor_memory,
                 "spark.executor.cores": "1",
                 "spark.cores.max": str(config.cores),
+                "spark.executor.extraJavaOptions": JVM_OPTIONS,
             }
         )
     return conf
+
+
+def _heap_settings(config: BenchConfig) -> dict[str, str]:
+    """What keeps the sorts of a 100 M build from failing with OutOfMemoryError (see
+    :data:`JVM_OPTIONS`): smaller memory pages, and allocations that wait out the GC locker."""
+    return {
+        "spark.buffer.pageSize": config.page_size,
+        "spark.driver.extraJavaOptions": JVM_OPTIONS,
+    }
 
 
 def _observed(config: BenchConfig, run_dir: Path) -> dict[str, str]:
@@ -305,6 +336,13 @@ def _role(process: psutil.Process) -> str:
     if "java" in process.name() or "/java" in command.split(" ", 1)[0]:
         return "driver_jvm"
     return "driver_python"
+
+
+def _born(process: psutil.Process) -> float:
+    try:
+        return float(process.create_time())
+    except psutil.Error:
+        return math.inf  # gone already
 
 
 class TreeSampler(threading.Thread):
@@ -339,7 +377,12 @@ class TreeSampler(threading.Thread):
                 found[pid] = root
                 for child in root.children(recursive=True):
                     found[child.pid] = child
-        return found
+        # A process counts from its second sample on. A JVM forks to run a command (Hadoop's
+        # local file system runs chmod, a worker starts an executor), and until the child execs
+        # it is a copy whose resident pages are all the JVM's: one sample counted a 5 GiB JVM
+        # twice. Such a copy lives for milliseconds; a real process misses one interval.
+        born_before = time.time() - self.interval_s
+        return {pid: process for pid, process in found.items() if _born(process) < born_before}
 
     def sample(self) -> None:
         total, by_role = 0, dict.fromkeys(("driver_jvm",), 0)
@@ -430,25 +473,35 @@ def run_measured(
     sampler.start()
     relay = threading.Thread(target=_relay, args=(process.stdout, log, task), daemon=True)
     relay.start()
-    while True:
-        try:
-            code = process.wait(timeout=config.progress_s)
-            break
-        except subprocess.TimeoutExpired:
-            _, cpu, rss = sampler.timeline[-1] if sampler.timeline else (0, 0.0, 0)
-            print(
-                f"    {task}: {time.perf_counter() - start:7.0f} s, memory {rss / GIB:.2f} GiB "
-                f"(peak {sampler.peak_bytes / GIB:.2f}), CPU {cpu:.0f} s, "
-                f"load {os.getloadavg()[0]:.2f}",
-                flush=True,
-            )
+    try:
+        while True:
+            try:
+                code = process.wait(timeout=config.progress_s)
+                break
+            except subprocess.TimeoutExpired:
+                _, cpu, rss = sampler.timeline[-1] if sampler.timeline else (0, 0.0, 0)
+                print(
+                    f"    {task}: {time.perf_counter() - start:7.0f} s, memory "
+                    f"{rss / GIB:.2f} GiB (peak {sampler.peak_bytes / GIB:.2f}), CPU {cpu:.0f} s, "
+                    f"load {os.getloadavg()[0]:.2f}",
+                    flush=True,
+                )
+    except BaseException:  # interrupted: the worker, its JVM and Python workers go too
+        _stop_tree(process)
+        raise
     wall = time.perf_counter() - start
     sampler.stop()
     relay.join(timeout=10)
     sampler.write_timeline(run_dir / "memory.csv")
     if code != 0 or not result_path.exists():
-        tail = "".join(log.read_text(errors="replace").splitlines(keepends=True)[-40:])
-        raise RuntimeError(f"{task} worker failed (exit {code}); last lines of {log}:\n{tail}")
+        lines = log.read_text(errors="replace").splitlines()
+        causes = [line.strip() for line in lines if _EXCEPTION.match(line.strip())]
+        tail = "\n".join(lines[-40:])
+        raise RuntimeError(
+            f"{task} worker failed after {wall:.0f} s, peak memory "
+            f"{sampler.peak_bytes / MIB:,.0f} MiB: {causes[-1][:400] if causes else f'exit {code}'}"
+            f"; last lines of {log}:\n{tail}"
+        )
     result: dict[str, Any] = json.loads(result_path.read_text())
     timeline = sampler.timeline
     span = result.pop("job_span", None)
@@ -465,6 +518,28 @@ def run_measured(
         "disk_used_peak_gib": round((sampler.start_free_bytes - sampler.min_free_bytes) / GIB, 2),
         "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+
+
+_EXCEPTION = re.compile(r"^[\w.$]+(Error|Exception)\b:")  # a Python or JVM exception line
+
+
+def _stop_tree(process: subprocess.Popen[str]) -> None:
+    """End a worker subprocess and every process it started: TERM, then KILL."""
+    with contextlib.suppress(psutil.Error):
+        root = psutil.Process(process.pid)
+        family = [*root.children(recursive=True), root]
+        for member in family:
+            with contextlib.suppress(psutil.Error):
+                member.terminate()
+        _, alive = psutil.wait_procs(family, timeout=15)
+        for member in alive:
+            with contextlib.suppress(psutil.Error):
+                member.kill()
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    """SIGTERM as Ctrl-C: the cluster and the worker subprocess are stopped on the way out."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # --- Spark's own figures -----------------------------------------------------------------------
@@ -499,6 +574,18 @@ def stage_totals(spark: Any) -> dict[str, Any]:
             "disk_bytes_spilled": s.get("diskBytesSpilled", 0),
         }
         for s in spilled[:5]
+    ]
+    # Where the time went, and over how many tasks (a stage of 3 tasks keeps 2 cores busy for
+    # two thirds of its time).
+    longest = sorted(stages, key=lambda s: -int(s.get("executorRunTime", 0)))
+    totals["longest_stages"] = [
+        {
+            "stage": s["stageId"],
+            "name": str(s.get("name", ""))[:80],
+            "tasks": s.get("numTasks", 0),
+            "task_s": round(s.get("executorRunTime", 0) / 1000, 1),
+        }
+        for s in longest[:3]
     ]
     return totals
 
@@ -685,6 +772,7 @@ def worker_score(spec: dict[str, Any]) -> dict[str, Any]:
     )
     assert table is not None
     history = tables.delta_history(spark, spec["table"])
+    scoring_s = max(round(scoring_s, 1), 0.1)  # users/s is derived from the figure printed
     return {
         "startup_s": round(startup, 1),
         "job_span": [began, ended],
@@ -693,7 +781,7 @@ def worker_score(spec: dict[str, Any]) -> dict[str, Any]:
         "scored_rows": int(scored_rows),
         "n_items": fields["n_items"],
         "model": {"name": train.model, **{k: v for k, v in fields.items() if k != "n_items"}},
-        "scoring_s": round(scoring_s, 1),
+        "scoring_s": scoring_s,
         "users_per_s": round(n_users / scoring_s, 1),
         "first_write_s": round(writes[0], 1),
         "merge_s": round(writes[1], 1),
@@ -875,7 +963,11 @@ def score_build(config: BenchConfig, build: Path) -> dict[str, Any]:
     for name in ("eventlog", "model", "staged", "recommendations"):
         shutil.rmtree(run_dir / name, ignore_errors=True)
     (run_dir / "eventlog").mkdir(parents=True)
-    conf = {"spark.driver.memory": config.score_driver_memory, **_observed(config, run_dir)}
+    conf = {
+        "spark.driver.memory": config.score_driver_memory,
+        **_heap_settings(config),
+        **_observed(config, run_dir),
+    }
     spec = {
         "build": str(build),
         "users": config.score_users,
@@ -1039,6 +1131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == [WORKER]:
         return run_worker(argv[1], json.loads(argv[2]))
     config = BenchConfig.from_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(config.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {

@@ -10,12 +10,15 @@ as well.
 
 Exit statuses: 0 done, 1 a bug (an unexpected exception), 2 bad arguments (argparse's own),
 3 environment or set-up (a Spark without Delta: :mod:`seqrec.spark`), 4 bad input data, 5 a missing model
-or registry entry, 6 no data (an empty input, or nothing left after cleaning).
+or registry entry, 6 no data (an empty input, or nothing left after cleaning), 7 Spark ran out of
+memory or disk space (:func:`resource_failure`: a Spark error that says so becomes that paragraph
+in every job, whatever step it failed in).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Sequence
@@ -65,6 +68,88 @@ class EmptyDataError(UserError, ValueError):
     exit_code = 6
 
 
+class ResourceError(UserError, RuntimeError):
+    """Spark ran out of memory or disk space: the job needs more of it, not other input."""
+
+    exit_code = 7
+
+
+# What a Spark or JVM error says when it ran out of something (from the exception's name or the
+# reason on), and what that something is.
+_RESOURCES = (
+    (re.compile(r"[\w.$]*OutOfMemoryError\b[^\n]*"), "memory"),
+    (
+        re.compile(r"Container killed [^\n]*memory[^\n]*|[^\n]*possible container OOM[^\n]*"),
+        "memory",
+    ),
+    (
+        re.compile(r"(?:[\w.$]+Exception: )?(?:No space left on device|Disk quota exceeded)"),
+        "disk space",
+    ),
+)
+_MEMORY_ADVICE = (
+    "give the JVM that failed more memory (in local mode the driver does all the work: "
+    "spark-submit --driver-memory 8g, or PYSPARK_SUBMIT_ARGS='--driver-memory 8g pyspark-shell' "
+    "for python; on a cluster spark.executor.memory, or spark.executor.memoryOverhead when a "
+    "container was killed), or more, smaller tasks (spark.sql.shuffle.partitions)"
+)
+_DISK_ADVICE = (
+    "free space where Spark keeps its shuffle and spill files (spark.local.dir, by default the "
+    "temporary folder) and where the output goes, or point spark.local.dir at a larger disk"
+)
+
+
+def resource_failure(error: BaseException, doing: str = "") -> ResourceError | None:
+    """The :class:`ResourceError` that ``error`` is when it is a Spark/JVM failure for want of
+    memory or disk space (an ``OutOfMemoryError`` in a task, a container killed for its memory,
+    a full disk), else None. ``doing`` says what the job was doing ("reading the input")."""
+    while_ = f" while {doing}" if doing else ""
+    if _jvm_gone(error):
+        return ResourceError(
+            f"Spark's JVM exited in the middle of the job{while_}: the lines above this one say "
+            "why. Spark exits so when a task runs out of memory (java.lang.OutOfMemoryError); "
+            f"if that is what they say, {_MEMORY_ADVICE}, and "
+            "run the job again."
+        )
+    if not type(error).__module__.startswith(("py4j", "pyspark")):
+        return None
+    text = str(error)
+    for pattern, what in _RESOURCES:
+        found = pattern.search(text)
+        if found is None:
+            continue
+        line = found.group(0).strip().rstrip(" .")[:300]
+        task = re.search(r"Task \d+ in stage [\d.]+", text)
+        where = f" (task {task.group(0)[5:]})" if task else ""
+        advice = _MEMORY_ADVICE if what == "memory" else _DISK_ADVICE
+        return ResourceError(
+            f"Spark ran out of {what}{while_}{where}: {line}. This is not a problem of the input; "
+            f"{advice}, and run the job again."
+        )
+    return None
+
+
+def _jvm_gone(error: BaseException) -> bool:
+    """Whether ``error`` (or one it was raised while handling) is py4j losing the JVM: the
+    answer to a call was empty, or the JVM no longer takes connections."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        name = type(current).__name__
+        if name == "Py4JNetworkError" or (
+            isinstance(current, ConnectionError) and _raised_in_py4j(current)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _raised_in_py4j(error: BaseException) -> bool:
+    frames = traceback.extract_tb(error.__traceback__)
+    return any(f"{os.sep}py4j{os.sep}" in frame.filename for frame in frames)
+
+
 def set_spark_log(path: Path | None) -> None:
     """Name the file that Spark's log of failed tasks goes to (see :func:`run`)."""
     global _spark_log, _spark_log_start
@@ -100,4 +185,13 @@ def run(main: Callable[[list[str] | None], int], argv: Sequence[str] | None = No
         sys.stdout.flush()
         print(describe(error, prog), file=sys.stderr, flush=True)
         raise SystemExit(error.exit_code) from None
+    except Exception as error:
+        resource = resource_failure(error)
+        if resource is None:
+            raise
+        if debug_requested(args):
+            traceback.print_exc()
+        sys.stdout.flush()
+        print(describe(resource, prog), file=sys.stderr, flush=True)
+        raise SystemExit(resource.exit_code) from None
     raise SystemExit(code)

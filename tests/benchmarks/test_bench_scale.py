@@ -51,9 +51,12 @@ def test_each_mode_gets_its_own_memory_settings(bench: ModuleType, tmp_path: Pat
     assert cluster["spark.driver.memory"] == config.cluster_driver_memory
     assert cluster["spark.executor.memory"] == "1g"
     assert cluster["spark.cores.max"] == "2" and cluster["spark.executor.cores"] == "1"
+    assert cluster["spark.executor.extraJavaOptions"] == bench.JVM_OPTIONS
     for conf, mode in ((local, "local"), (cluster, "cluster")):
         assert conf["spark.sql.shuffle.partitions"] == "80"
         assert conf["spark.memory.fraction"] == "0.6"
+        assert conf["spark.buffer.pageSize"] == "16m"
+        assert conf["spark.driver.extraJavaOptions"] == bench.JVM_OPTIONS
         assert conf["spark.eventLog.enabled"] == "true"
         assert conf["spark.eventLog.dir"] == (tmp_path / mode / "eventlog").as_uri()
 
@@ -130,11 +133,14 @@ def test_sampler_sums_several_process_trees(bench: ModuleType, tmp_path: Path) -
         sampler.start()
         time.sleep(0.3)
         sampler.stop()  # and one last sample
+        young = bench.TreeSampler([first.pid, second.pid], 3600, tmp_path)
+        young.sample()  # each of them is younger than one interval: none counts yet
     finally:
         (tmp_path / "stop").write_text("")
         for process in (first, second):
             process.wait(timeout=60)
     assert sampler.peak_processes == 3
+    assert young.timeline[-1][2] == 0 and young.peak_processes == 0
     assert sampler.peak_bytes >= 350 * bench.MIB
     assert sum(sampler.peak_by_role.values()) == sampler.peak_bytes
     assert set(sampler.peak_by_role) <= {"driver_python", "driver_jvm"}

@@ -56,8 +56,9 @@ def test_every_kind_of_user_error_has_its_own_exit_status() -> None:
         errors.InputError,
         errors.NotFoundError,
         errors.EmptyDataError,
+        errors.ResourceError,
     ]
-    assert [kind.exit_code for kind in kinds] == [2, 3, 4, 5, 6]
+    assert [kind.exit_code for kind in kinds] == [2, 3, 4, 5, 6, 7]
 
 
 @pytest.mark.parametrize(

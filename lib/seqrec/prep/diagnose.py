@@ -36,6 +36,7 @@ from pyspark.errors import PySparkException
 from pyspark.sql import DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
+from seqrec import errors
 from seqrec.errors import InputError
 from seqrec.schemas import EVENT_TIME, PARSE_ERROR, RAW, SOURCE_FILE, SOURCE_ROW
 
@@ -374,9 +375,13 @@ def check_files(
     try:
         files = stats.collect()
     except (PySparkException, Py4JJavaError) as err:
+        # A task that ran out of memory or disk space says nothing about the input.
+        resource = errors.resource_failure(err, f"reading and checking the {source} input")
+        if resource is not None:
+            raise resource from None
         failure = spark_failure(err)
         named = re.search(r"reading file (\S+?)\.?\s", failure + " ")
-        where = named[1] if named else ", ".join(df.inputFiles()[:3])
+        where = named[1] if named else ", ".join(df.inputFiles()[:3]) or "the input"
         raise InputFormatError(
             f"{where}: cannot be read as {source} input: {failure}. A corrupt or truncated "
             "file (an interrupted download or copy?)."
