@@ -173,11 +173,15 @@ def test_a_session_without_the_drivers_gpus_is_refused_in_one_paragraph(spark) -
 
 
 def test_the_cluster_guide_names_only_real_job_flags(capsys: pytest.CaptureFixture[str]) -> None:
-    """docs/clusters.md: every ``jobs/<job>.py --flag`` of its commands and of its Databricks
-    job definition (which must be valid JSON) is an option of that job."""
+    """docs/clusters.md and the README's cluster section: every ``jobs/<job>.py --flag`` of
+    their commands and of the Databricks job definition (which must be valid JSON) is an option
+    of that job."""
     guide = (ROOT / "docs" / "clusters.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    cluster_section = readme[readme.index("### Running on a cluster") :]
+    cluster_section = cluster_section[: cluster_section.index("\n### ")]
     used: list[tuple[str, str]] = []
-    for block in re.findall(r"```bash\n(.*?)```", guide, re.S):
+    for block in re.findall(r"```bash\n(.*?)```", guide + cluster_section, re.S):
         for line in block.replace("\\\n", " ").splitlines():
             for job, args in re.findall(r"jobs/(\w+)\.py([^#\n]*)", line):
                 used += [(job, flag) for flag in re.findall(r"(?<!\S)--[a-z][a-z0-9-]*", args)]
