@@ -29,12 +29,7 @@ from mlflow.exceptions import MlflowException
 from seqrec import config, errors
 from seqrec.feedback.measure import USER_METRICS
 from seqrec.io import registry
-from seqrec.train.champion import (
-    chosen_version,
-    decide_online,
-    promote_evaluated,
-    start_online_test,
-)
+from seqrec.train import champion
 from seqrec.train.job import TrainJobConfig
 
 
@@ -101,47 +96,23 @@ def main(argv: list[str] | None = None) -> int:
     registry.configure(TrainJobConfig.experiment)
     name = cfg.model_name
     try:
-        if cfg.require_online_win and cfg.online_days == 0:  # with --skip-if-none (checked)
-            print("[promote] online tests are off (--online-days 0): nothing to decide")
-            print(json.dumps({"model_version": None, "promoted": False}))
-            return 0
-        if cfg.require_online_win:
-            assert cfg.metrics_table is not None  # checked
-            version = cfg.model_version or registry.alias_version(name, registry.CHALLENGER)
-            if version is None:
-                message = f"model '{name}' has no '{registry.CHALLENGER}' to decide about"
-                if not cfg.skip_if_none:
-                    raise LookupError(f"{message}: promote with --online-days first")
-                print(f"[promote] {message}: nothing to do", flush=True)
-                print(json.dumps({"model_version": None, "promoted": False}))
-                return 0
-            result = decide_online(
-                name, version, cfg.metrics_table, cfg.online_metric, cfg.online_days, cfg.alpha
-            )
-        else:
-            version = chosen_version(name, cfg.model_version, cfg.run_date)
-            if cfg.online_days > 0:
-                result = start_online_test(name, version)
-            else:
-                result = promote_evaluated(name, version)
+        version, result = champion.promote(
+            name,
+            cfg.run_date,
+            cfg.model_version,
+            cfg.online_days,
+            cfg.require_online_win,
+            cfg.metrics_table,
+            cfg.online_metric,
+            cfg.alpha,
+            cfg.skip_if_none,
+        )
     except (LookupError, MlflowException) as error:
         raise errors.NotFoundError(f"{str(error).splitlines()[0]}. Nothing was changed.") from error
-    print(f"[promote] {name} v{version}: {_outcome(result)}", flush=True)
-    print(json.dumps(result))
+    said = f"{name} v{version}: " if version is not None else ""
+    print(f"[promote] {said}{champion.outcome(result)}", flush=True)
+    print(json.dumps({k: v for k, v in result.items() if k != "skipped"}))
     return 0
-
-
-def _outcome(result: dict) -> str:
-    from seqrec.feedback import decide
-
-    online = result.get("online")
-    said = f"; online: {decide.Verdict(**online).sentence()}" if online else ""
-    if result.get("challenger"):
-        replaced = result.get("replaced_challenger")
-        return "beat the champion offline: now the challenger" + (
-            f" (in place of v{replaced})" if replaced else ""
-        )
-    return f"promoted={result['promoted']}{said}"
 
 
 if __name__ == "__main__":

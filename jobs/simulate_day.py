@@ -19,25 +19,18 @@ A rerun of a day replaces that day's events.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
-
-from pyspark.sql import SparkSession
-from pyspark.sql import functions as F
 
 from seqrec import config, errors, schemas
 from seqrec.feedback import measure
 from seqrec.io import tables
 from seqrec.spark import get_spark
-from seqrec.synthetic.events import generate_events
-from seqrec.synthetic.items import generate_items
 from seqrec.synthetic.plan import GeneratorConfig
-from seqrec.synthetic.responses import ResponseModel, simulate_day
+from seqrec.synthetic.responses import ResponseModel, counts_by_arm, simulate_day, write_history
 
 DESCRIPTION = "Simulate a day of shoppers' responses to the recommendations they were shown."
-GENERATOR_FILE = "generator.json"  # the generated history's settings, written last
 
 
 @dataclass(frozen=True)
@@ -56,26 +49,6 @@ class SimulateConfig:
 
     def check(self) -> str | None:
         return config.positive(self, "events")
-
-
-def _history(spark: SparkSession, raw: Path, generator: GeneratorConfig) -> str:
-    """Write the generated history and items under ``raw`` unless they are there; refuse a
-    folder generated with other settings. Returns a line saying which."""
-    marker = raw / GENERATOR_FILE
-    wanted = {"events": generator.n_events, "seed": generator.seed}
-    if marker.is_file():
-        found = json.loads(marker.read_text())
-        if found != wanted:
-            raise errors.UsageError(
-                f"{raw} holds a history generated with {found}, not {wanted}: give the same "
-                "--events and --seed, or another --raw folder."
-            )
-        return f"history of {generator.n_events} events already in {raw}"
-    events = generate_events(spark, generator)
-    events.write.mode("overwrite").option("header", True).csv(str(raw / "events" / "base"))
-    generate_items(spark, generator).write.mode("overwrite").parquet(str(raw / "items"))
-    marker.write_text(json.dumps(wanted) + "\n")
-    return f"generated a history of {generator.n_events} events into {raw}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,27 +73,13 @@ def main(argv: list[str] | None = None) -> int:
         raise errors.NotFoundError(f"{cfg.table}: {error} Nothing was written.") from error
     raw = Path(cfg.raw).resolve()
     raw.mkdir(parents=True, exist_ok=True)
-    print(f"[simulate] {_history(spark, raw, generator)}", flush=True)
+    print(f"[simulate] {write_history(spark, raw, generator)}", flush=True)
     events = simulate_day(
         spark, shown, generator, cfg.run_date, cfg.responses, seed=cfg.response_seed
     )
     day = raw / "events" / f"day={cfg.run_date}"
     events.write.mode("overwrite").option("header", True).csv(str(day))
-    written = spark.read.option("header", True).csv(str(day))
-    arm = shown.select(schemas.USER_ID, schemas.ARM)
-    counts = (
-        written.join(arm, schemas.USER_ID, "left")
-        .groupBy(F.coalesce(schemas.ARM, F.lit("-")).alias(schemas.ARM))
-        .agg(
-            F.countDistinct(schemas.USER_ID).alias("visitors"),
-            *[
-                F.sum((F.col(schemas.EVENT_TYPE) == kind).cast("int")).alias(kind)
-                for kind in (schemas.CLICK, schemas.CART, schemas.PURCHASE)
-            ],
-        )
-        .orderBy(schemas.ARM)
-        .collect()  # one row per arm
-    )
+    counts = counts_by_arm(spark.read.option("header", True).csv(str(day)), shown)
     print(
         f"[simulate] {cfg.run_date}: responses to version {version} of {cfg.table} -> {day}",
         flush=True,

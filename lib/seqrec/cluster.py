@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from seqrec import config, errors
+from seqrec.spark import log4j2_console
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_HOME = PROJECT_ROOT / ".cluster"
@@ -59,18 +60,9 @@ DAEMON_MEMORY = "512m"  # the master's and each worker's own heap; executors get
 STOP_GRACE_S = 15.0  # after TERM, before KILL
 _MEMORY = re.compile(r"^[1-9][0-9]*[mMgGtT]$")
 # The daemons' log: INFO (registrations, executors launched and lost), in their log file.
-_DAEMON_LOG4J2 = """\
-# Written by seqrec.cluster: the log of the standalone master and workers.
-rootLogger.level = info
-rootLogger.appenderRef.stdout.ref = console
-appender.console.type = Console
-appender.console.name = console
-appender.console.target = SYSTEM_OUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
-logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
-logger.nativecode.level = error
-"""
+_DAEMON_LOG4J2 = log4j2_console(
+    "seqrec.cluster: the log of the standalone master and workers", "info", "SYSTEM_OUT"
+)
 # The processes this interpreter started, kept so that they are reaped once stopped.
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 

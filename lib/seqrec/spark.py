@@ -259,18 +259,28 @@ def get_spark(
 
 # Spark's console logging for the venv's spark-submit: warnings and errors only, on stderr,
 # without the warnings nobody running a job can act on.
-_LOG4J2 = """\
-# Written by `python -m seqrec.spark` (make setup): Spark's console log for this venv.
-rootLogger.level = warn
-rootLogger.appenderRef.stderr.ref = console
+def log4j2_console(written_by: str, level: str = "warn", stream: str = "SYSTEM_ERR") -> str:
+    """The head of every log4j2 set-up the project writes (this module's, :mod:`seqrec.cluster`'s
+    daemons'): who wrote it, the root level, one console appender on ``stream``, and Hadoop's
+    native-library note silenced."""
+    return f"""\
+# Written by {written_by}.
+rootLogger.level = {level}
+rootLogger.appenderRef.console.ref = console
 appender.console.type = Console
 appender.console.name = console
-appender.console.target = SYSTEM_ERR
+appender.console.target = {stream}
 appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = %d{yy/MM/dd HH:mm:ss} %p %c{1}: %m%n%ex
+appender.console.layout.pattern = %d{{yy/MM/dd HH:mm:ss}} %p %c{{1}}: %m%n%ex
 # "Unable to load native-hadoop library": the pure-Java code paths are used instead.
 logger.nativecode.name = org.apache.hadoop.util.NativeCodeLoader
 logger.nativecode.level = error
+"""
+
+
+_LOG4J2 = (
+    log4j2_console("`python -m seqrec.spark` (make setup): Spark's console log for this venv")
+    + """\
 # Host-name and port notes from start-up ("resolves to a loopback address", "could not bind on
 # port 4040"): Spark picks an address and a port by itself.
 logger.utils.name = org.apache.spark.util.Utils
@@ -299,6 +309,7 @@ logger.shuffle.level = warn
 logger.shuffle.additivity = false
 logger.shuffle.appenderRef.tasks.ref = tasks
 """
+)
 # What a local session is started with: the same, from a file of its own.
 _LOCAL_LOG4J2 = (
     "# Written by seqrec.spark: the log of local sessions.\n" + _LOG4J2.split("\n", 1)[1]

@@ -22,12 +22,14 @@ build reads them beside the generated history.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, Row, SparkSession
 from pyspark.sql import functions as F
 
-from seqrec import config, schemas
+from seqrec import config, errors, schemas
 from seqrec.feedback.measure import day_bounds
 from seqrec.synthetic.catalogue import PRICE_TEXTS
 from seqrec.synthetic.columns import DAY_S, at, hash_bits, iso_utc, unit, words
@@ -35,6 +37,7 @@ from seqrec.synthetic.events import (
     RAW_SESSION_ID,
     TASTE_LEAF_INDEX,
     TASTE_LEAVES,
+    generate_events,
     user_tastes,
 )
 from seqrec.synthetic.items import (
@@ -210,4 +213,47 @@ def simulate_day(
         schemas.CATEGORY,
         schemas.PRICE,
         F.lit(None).cast("string").alias(schemas.TEXT),
+    )
+
+
+GENERATOR_FILE = "generator.json"  # the generated history's settings, written last
+
+
+def write_history(spark: SparkSession, raw: Path, generator: GeneratorConfig) -> str:
+    """Write the generated history (``raw/events/base``, CSV) and items (``raw/items``) unless
+    they are there; refuse a folder generated with other settings (UsageError). Returns a line
+    saying which."""
+    marker = raw / GENERATOR_FILE
+    wanted = {"events": generator.n_events, "seed": generator.seed}
+    if marker.is_file():
+        found = json.loads(marker.read_text())
+        if found != wanted:
+            raise errors.UsageError(
+                f"{raw} holds a history generated with {found}, not {wanted}: give the same "
+                "--events and --seed, or another --raw folder."
+            )
+        return f"history of {generator.n_events} events already in {raw}"
+    events = generate_events(spark, generator)
+    events.write.mode("overwrite").option("header", True).csv(str(raw / "events" / "base"))
+    generate_items(spark, generator).write.mode("overwrite").parquet(str(raw / "items"))
+    marker.write_text(json.dumps(wanted) + "\n")
+    return f"generated a history of {generator.n_events} events into {raw}"
+
+
+def counts_by_arm(day: DataFrame, shown: DataFrame) -> list[Row]:
+    """Per arm of ``shown`` (``-`` for visitors without recommendations): visitors, clicks,
+    carts and purchases among the ``day``'s events. One small row per arm."""
+    arm = shown.select(schemas.USER_ID, schemas.ARM)
+    return (
+        day.join(arm, schemas.USER_ID, "left")
+        .groupBy(F.coalesce(schemas.ARM, F.lit("-")).alias(schemas.ARM))
+        .agg(
+            F.countDistinct(schemas.USER_ID).alias("visitors"),
+            *[
+                F.sum((F.col(schemas.EVENT_TYPE) == kind).cast("int")).alias(kind)
+                for kind in (schemas.CLICK, schemas.CART, schemas.PURCHASE)
+            ],
+        )
+        .orderBy(schemas.ARM)
+        .collect()
     )

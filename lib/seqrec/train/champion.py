@@ -5,7 +5,9 @@ Two ways lead there. The training job does it in one step (:func:`log_and_promot
 weekly DAG does it in three: ``jobs/train.py --no-promote`` registers (:func:`log_and_register`),
 ``jobs/evaluate.py`` records both figures on the version (:func:`evaluate_against_champion`),
 ``jobs/promote.py`` moves the alias if the recorded comparison still holds
-(:func:`promote_evaluated`). Every MLflow call goes through :mod:`seqrec.io.registry`.
+(:func:`promote_evaluated`), or makes a winner the challenger of an online test and later
+decides it on the measured days (:func:`promote` chooses). Every MLflow call goes through
+:mod:`seqrec.io.registry`.
 """
 
 from __future__ import annotations
@@ -266,3 +268,64 @@ def decide_online(
         registry.delete_alias(name, registry.CHALLENGER)
     result["promoted"] = promoted
     return result
+
+
+def promote(
+    name: str,
+    run_date: str,
+    model_version: str | None = None,
+    online_days: int = 0,
+    require_online_win: bool = False,
+    metrics_table: str | None = None,
+    online_metric: str = "ctr",
+    alpha: float = 0.05,
+    skip_if_none: bool = False,
+) -> tuple[str | None, dict[str, Any]]:
+    """What ``jobs/promote.py`` does, as (the version decided about, the result): one of three
+    decisions.
+
+    - ``online_days == 0``: :func:`promote_evaluated` (the offline comparison alone);
+    - ``online_days > 0``: :func:`start_online_test` (a winner becomes the challenger);
+    - ``require_online_win``: :func:`decide_online` about ``model_version`` or the challenger.
+      With ``skip_if_none``, online tests turned off (``online_days == 0``) or no challenger
+      is (None, not promoted) rather than a LookupError.
+
+    ``model_version`` None is the newest version registered for ``run_date`` (or the
+    challenger). A missing version or alias raises LookupError."""
+    nothing: dict[str, Any] = {"model_version": None, "promoted": False}
+    if require_online_win:
+        if online_days == 0:
+            if not skip_if_none:
+                raise ValueError("deciding an online test needs online_days >= 1")
+            return None, {**nothing, "skipped": "online tests are off (--online-days 0)"}
+        if metrics_table is None:
+            raise ValueError("deciding an online test needs the metrics table")
+        version = model_version or registry.alias_version(name, registry.CHALLENGER)
+        if version is None:
+            missing = f"model '{name}' has no '{registry.CHALLENGER}' to decide about"
+            if not skip_if_none:
+                raise LookupError(f"{missing}: promote with --online-days first")
+            return None, {**nothing, "skipped": missing}
+        return version, decide_online(
+            name, version, metrics_table, online_metric, online_days, alpha
+        )
+    version = chosen_version(name, model_version, run_date)
+    if online_days > 0:
+        return version, start_online_test(name, version)
+    return version, promote_evaluated(name, version)
+
+
+def outcome(result: dict[str, Any]) -> str:
+    """:func:`promote`'s result in words."""
+    from seqrec.feedback import decide
+
+    if result.get("skipped"):
+        return f"{result['skipped']}: nothing to do"
+    if result.get("challenger"):
+        replaced = result.get("replaced_challenger")
+        return "beat the champion offline: now the challenger" + (
+            f" (in place of v{replaced})" if replaced else ""
+        )
+    online = result.get("online")
+    said = f"; online: {decide.Verdict(**online).sentence()}" if online else ""
+    return f"promoted={result['promoted']}{said}"
