@@ -18,18 +18,16 @@ were.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from functools import reduce
 from pathlib import Path
 
 from mlflow.exceptions import MlflowException
-from pyspark.sql import functions as F
 
 from seqrec import config, errors, schemas
 from seqrec.feedback import arms
 from seqrec.io import layout, registry, tables
 from seqrec.serve import job, scoring
 from seqrec.serve.showcase import show_recommendations
-from seqrec.spark import get_spark, ship_folder
+from seqrec.spark import get_spark
 
 
 def _download(name: str, version: str) -> Path:
@@ -70,22 +68,7 @@ def score(cfg: job.ScoreConfig) -> int:
             return 0
         raise errors.EmptyDataError(f"no users to score in {data}; nothing was written.")
     share = cfg.challenger_share if challenger else 0.0
-    assigned = users.withColumn(schemas.ARM, arms.arm_of(F.col(schemas.USER_ID), share))
-    parts = []
-    for arm, arm_version, model_dir in arms_to_score:
-        arm_users = assigned.filter(F.col(schemas.ARM) == arm).drop(schemas.ARM)
-        shipped = ship_folder(spark, model_dir, f"seqrec-model-{arm}")
-        scores = scoring.score_users(arm_users, shipped, k=cfg.k, exclude=cfg.exclude)
-        if cfg.profiles:
-            scores = job.with_build_profiles(
-                spark, scores, arm_users, data, cfg.profile_depth, cfg.interest_model
-            )
-        parts.append(
-            scoring.with_lineage(
-                scores, cfg.model_name, arm_version, cfg.run_date, scored_at, arm=arm
-            )
-        )
-    output = reduce(lambda a, b: a.unionByName(b), parts)
+    output = job.score_arms(spark, cfg, users, arms_to_score, share, data, scored_at)
     tables.merge_delta(
         output,
         cfg.table,

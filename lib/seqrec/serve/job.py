@@ -11,14 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import reduce
 from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from seqrec import config, errors, schemas
+from seqrec.feedback import arms
 from seqrec.io import layout, registry, storage, tables
 from seqrec.serve import profiles, recommender, scoring
+from seqrec.spark import ship_folder
 
 DESCRIPTION = "Score users with the champion model and MERGE into a Delta table."
 LAST_RUN = "last-run"  # --since: the table's last run date, when the model has not changed
@@ -218,3 +221,31 @@ def with_build_profiles(
         print("[score] neither items nor events have a category: no interest_profile", flush=True)
         return scores
     return profiles.with_profiles(scores, *inputs)
+
+
+def score_arms(
+    spark: SparkSession,
+    cfg: ScoreConfig,
+    users: DataFrame,
+    arms_to_score: list[tuple[str, str, Path]],
+    share: float,
+    data: str,
+    scored_at: str,
+) -> DataFrame:
+    """The rows to MERGE: ``users`` split into arms by a stable hash of their id (``share`` to
+    the challenger), each arm scored by its model (``(arm, version, model folder)``), with
+    interest profiles when ``cfg.profiles``, and the lineage columns."""
+    assigned = users.withColumn(schemas.ARM, arms.arm_of(F.col(schemas.USER_ID), share))
+    parts = []
+    for arm, version, model_dir in arms_to_score:
+        arm_users = assigned.filter(F.col(schemas.ARM) == arm).drop(schemas.ARM)
+        shipped = ship_folder(spark, model_dir, f"seqrec-model-{arm}")
+        scores = scoring.score_users(arm_users, shipped, k=cfg.k, exclude=cfg.exclude)
+        if cfg.profiles:
+            scores = with_build_profiles(
+                spark, scores, arm_users, data, cfg.profile_depth, cfg.interest_model
+            )
+        parts.append(
+            scoring.with_lineage(scores, cfg.model_name, version, cfg.run_date, scored_at, arm=arm)
+        )
+    return reduce(lambda a, b: a.unionByName(b), parts)
