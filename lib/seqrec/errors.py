@@ -114,6 +114,14 @@ def resource_failure(error: BaseException, doing: str = "") -> ResourceError | N
     if not type(error).__module__.startswith(("py4j", "pyspark")):
         return None
     text = str(error)
+    too_little = re.search(r"\[INVALID_(DRIVER|EXECUTOR)_MEMORY\] ([^\n]*)", text)
+    if too_little:
+        which = too_little.group(1).lower()
+        return ResourceError(
+            f"Spark was given too little memory to start its {which}: "
+            f"{too_little.group(2).strip().rstrip('.')}. Give it at least 1g "
+            f"(spark-submit --{which}-memory 1g, or spark.{which}.memory), and run the job again."
+        )
     for pattern, what in _RESOURCES:
         found = pattern.search(text)
         if found is None:

@@ -70,6 +70,21 @@ def test_a_full_disk_and_a_killed_container_are_named_too() -> None:
     ), killed
 
 
+def test_a_heap_too_small_to_start_spark_is_named() -> None:
+    # What Spark 4.2 raised for spark-submit --driver-memory 400m (the first two lines).
+    refused = (
+        "An error occurred while calling None.org.apache.spark.api.java.JavaSparkContext.\n"
+        ": org.apache.spark.SparkIllegalArgumentException: [INVALID_DRIVER_MEMORY] System memory "
+        "419430400 must be at least 471859200.\nPlease increase heap size using the "
+        '--driver-memory option or "spark.driver.memory" in Spark configuration. SQLSTATE: F0000'
+    )
+    assert str(errors.resource_failure(PySparkException(message=refused))) == (
+        "Spark was given too little memory to start its driver: System memory 419430400 must be "
+        "at least 471859200. Give it at least 1g (spark-submit --driver-memory 1g, or "
+        "spark.driver.memory), and run the job again."
+    )
+
+
 def test_other_failures_are_not_resource_errors() -> None:
     # The words alone, outside a Spark error, are not Spark running out of anything.
     assert errors.resource_failure(ValueError("java.lang.OutOfMemoryError")) is None
