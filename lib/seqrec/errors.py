@@ -104,16 +104,19 @@ def resource_failure(error: BaseException, doing: str = "") -> ResourceError | N
     memory or disk space (an ``OutOfMemoryError`` in a task, a container killed for its memory,
     a full disk), else None. ``doing`` says what the job was doing ("reading the input")."""
     while_ = f" while {doing}" if doing else ""
+    jvm_gone = ResourceError(
+        f"Spark's JVM exited in the middle of the job{while_}: the lines above this one say "
+        "why. Spark exits so when a task runs out of memory (java.lang.OutOfMemoryError); "
+        f"if that is what they say, {_MEMORY_ADVICE}, and run the job again."
+    )
     if _jvm_gone(error):
-        return ResourceError(
-            f"Spark's JVM exited in the middle of the job{while_}: the lines above this one say "
-            "why. Spark exits so when a task runs out of memory (java.lang.OutOfMemoryError); "
-            f"if that is what they say, {_MEMORY_ADVICE}, and "
-            "run the job again."
-        )
+        return jvm_gone
     if not type(error).__module__.startswith(("py4j", "pyspark")):
         return None
-    text = str(error)
+    try:
+        text = str(error)  # a Py4JJavaError asks the JVM for its text
+    except Exception:  # noqa: BLE001 - the JVM is no longer there to answer
+        return jvm_gone
     too_little = re.search(r"\[INVALID_(DRIVER|EXECUTOR)_MEMORY\] ([^\n]*)", text)
     if too_little:
         which = too_little.group(1).lower()
