@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     registry.configure(TrainJobConfig.experiment)
     name = cfg.model_name
     try:
-        version, result = champion.promote(
+        result = champion.promote(
             name,
             cfg.run_date,
             cfg.model_version,
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     except (LookupError, MlflowException) as error:
         raise errors.NotFoundError(f"{str(error).splitlines()[0]}. Nothing was changed.") from error
+    version = result["model_version"]
     said = f"{name} v{version}: " if version is not None else ""
     print(f"[promote] {said}{champion.outcome(result)}", flush=True)
     print(json.dumps({k: v for k, v in result.items() if k != "skipped"}))

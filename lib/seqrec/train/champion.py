@@ -280,15 +280,15 @@ def promote(
     online_metric: str = "ctr",
     alpha: float = 0.05,
     skip_if_none: bool = False,
-) -> tuple[str | None, dict[str, Any]]:
-    """What ``jobs/promote.py`` does, as (the version decided about, the result): one of three
-    decisions.
+) -> dict[str, Any]:
+    """What ``jobs/promote.py`` does: one of three decisions, whose result names the version
+    decided about (``model_version``, None when there was none).
 
     - ``online_days == 0``: :func:`promote_evaluated` (the offline comparison alone);
     - ``online_days > 0``: :func:`start_online_test` (a winner becomes the challenger);
     - ``require_online_win``: :func:`decide_online` about ``model_version`` or the challenger.
       With ``skip_if_none``, online tests turned off (``online_days == 0``) or no challenger
-      is (None, not promoted) rather than a LookupError.
+      is a result without a version, not promoted, rather than a LookupError.
 
     ``model_version`` None is the newest version registered for ``run_date`` (or the
     challenger). A missing version or alias raises LookupError."""
@@ -297,7 +297,7 @@ def promote(
         if online_days == 0:
             if not skip_if_none:
                 raise ValueError("deciding an online test needs online_days >= 1")
-            return None, {**nothing, "skipped": "online tests are off (--online-days 0)"}
+            return {**nothing, "skipped": "online tests are off (--online-days 0)"}
         if metrics_table is None:
             raise ValueError("deciding an online test needs the metrics table")
         version = model_version or registry.alias_version(name, registry.CHALLENGER)
@@ -305,14 +305,12 @@ def promote(
             missing = f"model '{name}' has no '{registry.CHALLENGER}' to decide about"
             if not skip_if_none:
                 raise LookupError(f"{missing}: promote with --online-days first")
-            return None, {**nothing, "skipped": missing}
-        return version, decide_online(
-            name, version, metrics_table, online_metric, online_days, alpha
-        )
+            return {**nothing, "skipped": missing}
+        return decide_online(name, version, metrics_table, online_metric, online_days, alpha)
     version = chosen_version(name, model_version, run_date)
     if online_days > 0:
-        return version, start_online_test(name, version)
-    return version, promote_evaluated(name, version)
+        return start_online_test(name, version)
+    return promote_evaluated(name, version)
 
 
 def outcome(result: dict[str, Any]) -> str:
