@@ -17,6 +17,7 @@ in every job, whatever step it failed in).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import sys
@@ -183,26 +184,32 @@ def describe(error: UserError, prog: str) -> str:
     return f"[{prog}] error: {message}"
 
 
+def _not_py4j_send_failure(record: logging.LogRecord) -> bool:
+    """False for py4j's "Exception while sending command." (logged with its traceback on the
+    root logger, which prints it on stderr, when the JVM went away): the failure is raised too,
+    and :func:`run` turns it into one paragraph."""
+    return not (
+        f"{os.sep}py4j{os.sep}" in record.pathname
+        and record.getMessage() == "Exception while sending command."
+    )
+
+
 def run(main: Callable[[list[str] | None], int], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run a job's ``main`` and exit with its status: a :class:`UserError` becomes its one
-    paragraph on stderr and its ``exit_code``, with the traceback only under ``--debug``."""
+    """Run a job's ``main`` and exit with its status: a :class:`UserError` (or a Spark error
+    that :func:`resource_failure` names) becomes its one paragraph on stderr and its
+    ``exit_code``, with the traceback only under ``--debug``."""
     args = list(sys.argv[1:] if argv is None else argv)
     prog = Path(sys.argv[0]).stem if sys.argv and sys.argv[0] else "seqrec"
+    logging.getLogger().addFilter(_not_py4j_send_failure)
     try:
         code = main(args)
-    except UserError as error:
-        if debug_requested(args):
-            traceback.print_exc()
-        sys.stdout.flush()
-        print(describe(error, prog), file=sys.stderr, flush=True)
-        raise SystemExit(error.exit_code) from None
     except Exception as error:
-        resource = resource_failure(error)
-        if resource is None:
+        user_error = error if isinstance(error, UserError) else resource_failure(error)
+        if user_error is None:  # a bug: its traceback
             raise
         if debug_requested(args):
             traceback.print_exc()
         sys.stdout.flush()
-        print(describe(resource, prog), file=sys.stderr, flush=True)
-        raise SystemExit(resource.exit_code) from None
+        print(describe(user_error, prog), file=sys.stderr, flush=True)
+        raise SystemExit(user_error.exit_code) from None
     raise SystemExit(code)

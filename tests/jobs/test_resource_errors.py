@@ -144,3 +144,23 @@ def test_a_build_whose_jvm_dies_of_a_huge_line_says_so(tmp_path: Path) -> None:
     ), last
     assert "--driver-memory" in last
     assert not output.exists()  # nothing was published
+
+
+def test_py4j_logging_a_lost_jvm_on_the_root_logger_is_dropped_in_a_job(capsys) -> None:
+    """py4j logs "Exception while sending command." with its traceback on the root logger when
+    the JVM went away, which prints on stderr above the job's paragraph; only that is dropped."""
+    import logging
+
+    def record(path: str, message: str) -> logging.LogRecord:
+        return logging.LogRecord("root", logging.ERROR, path, 1, message, None, None)
+
+    root = logging.getLogger()
+    sent = "Exception while sending command."
+    with pytest.raises(SystemExit):
+        errors.run(lambda argv: 0, [])
+    try:
+        assert not root.filter(record("/site-packages/py4j/java_gateway.py", sent))
+        assert root.filter(record("/site-packages/py4j/java_gateway.py", "something else"))
+        assert root.filter(record("/work/lib/mine.py", sent))
+    finally:
+        root.removeFilter(errors._not_py4j_send_failure)
