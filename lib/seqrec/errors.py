@@ -88,6 +88,13 @@ _RESOURCES = (
         "disk space",
     ),
 )
+# What a call into the JVM answers when Spark's context stopped under it: the JVM is exiting (its
+# handler of uncaught errors, after an OutOfMemoryError, stops the context first) and still
+# answers py4j for a moment.
+_STOPPED = re.compile(
+    r"Cannot call methods on a stopped SparkContext|SparkContext (?:was|has been) shut ?down"
+    r'|"org\.apache\.spark\.SparkContext\.\w+\(\)" is null'
+)
 _MEMORY_ADVICE = (
     "give the JVM that failed more memory (in local mode the driver does all the work: "
     "spark-submit --driver-memory 8g, or PYSPARK_SUBMIT_ARGS='--driver-memory 8g pyspark-shell' "
@@ -117,6 +124,8 @@ def resource_failure(error: BaseException, doing: str = "") -> ResourceError | N
     try:
         text = str(error)  # a Py4JJavaError asks the JVM for its text
     except Exception:  # noqa: BLE001 - the JVM is no longer there to answer
+        return jvm_gone
+    if _STOPPED.search(text):
         return jvm_gone
     too_little = re.search(r"\[INVALID_(DRIVER|EXECUTOR)_MEMORY\] ([^\n]*)", text)
     if too_little:
