@@ -28,17 +28,19 @@ the driver only plans, builds the broadcasts and collects there), the executors'
 ``spark.memory.fraction`` (``--memory-fraction``), the sorts' memory pages
 (``spark.buffer.pageSize``, ``--page-size``: 16 MiB instead of 64) with a JVM option that lets
 an allocation wait for the GC locker (without both, the 100 M local build failed with
-OutOfMemoryError: see ``JVM_OPTIONS``), and the shuffle partitions, scaled with the input: N x
-ceil(events / (N x ``--events-per-partition``)), which gives the local session's default 8 at
-10 M events and 80 at 100 M. Spark's scratch space (``spark.local.dir``) is
-``<workdir>/spark-local``.
+OutOfMemoryError: see ``JVM_OPTIONS``), the executors' collector (the parallel one,
+``--executor-java-options``: see ``EXECUTOR_JVM_OPTIONS``), and the shuffle partitions, scaled
+with the input: N x ceil(events / (N x ``--events-per-partition``)), which gives the local
+session's default 8 at 10 M events and 80 at 100 M. Spark's scratch space
+(``spark.local.dir``) is ``<workdir>/spark-local``.
 
 **Measured per build.** ``job s``: ``run_build`` alone, after the session is up and (cluster)
 every executor has registered; ``events/s`` = rows in / job s. ``CPU s``: user + system CPU of
 every process involved, over the job's span. ``peak memory``: the largest sum of the RSS of
 every process involved, sampled every ``--sample-s`` seconds: the subprocess and all its
 descendants (the driver JVM, the Python workers), and in cluster mode also the master and the
-worker JVMs with their descendants (the executors and their Python workers). Pages shared by
+worker JVMs with their descendants (the executors and their Python workers), less a JVM's
+fork that has not yet run its command (a copy of the JVM's pages). Pages shared by
 forked Python workers count once per process, so it errs high. A process counts from its second
 sample on: a JVM's fork that has not yet run its command (the JVM runs ``chmod`` that way) would
 count the JVM twice, and lives for milliseconds. The peak's split by role
@@ -121,6 +123,13 @@ MASTER_OPTS = "SPARK_MASTER_OPTS"
 # held the GC off while the other thread's allocation needed a collection, and HotSpot gives up
 # after 2 retries (JDK-8192647). This lets the allocation wait longer; the pages are smaller too.
 JVM_OPTIONS = "-XX:+UnlockDiagnosticVMOptions -XX:GCLockerRetryAllocationCount=100"
+# The cluster's executors (1.5 GiB heaps) use the parallel collector. With G1 the 100 M build
+# lost six executors to "OutOfMemoryError: Java heap space" while allocating 16 MiB sort pages
+# that Spark's own accounting had room for: such a page is a humongous object for G1 (1 MiB
+# regions in a heap under 2 GiB), it needs 16 free regions in a row, and G1 does not move the
+# humongous objects already there, so a fragmented heap fails it. The parallel collector
+# compacts the whole old generation. Same input: 3,993 s with G1, 694 s with it.
+EXECUTOR_JVM_OPTIONS = "-XX:+UseParallelGC " + JVM_OPTIONS
 GIB = 2**30
 MIB = 2**20
 
@@ -144,6 +153,7 @@ class BenchConfig:
     worker_memory: str = "2g"  # cluster mode: what each worker offers its executors
     memory_fraction: float = 0.6  # spark.memory.fraction (execution + storage share of heap)
     page_size: str = "16m"  # spark.buffer.pageSize: the sorts' memory pages (default 64m here)
+    executor_java_options: str = EXECUTOR_JVM_OPTIONS  # cluster mode: the executors' JVM options
     score_users: int = 1_000_000  # users scored from the largest local build; 0 skips scoring
     score_driver_memory: str = "4g"  # the scoring session's driver heap
     profiles: bool = True  # score with interest profiles, as the scoring job does by default
@@ -208,6 +218,11 @@ class BenchConfig:
             "--page-size", default=d.page_size, help="spark.buffer.pageSize of every session"
         )
         parser.add_argument(
+            "--executor-java-options",
+            default=d.executor_java_options,
+            help="cluster mode: spark.executor.extraJavaOptions (see EXECUTOR_JVM_OPTIONS)",
+        )
+        parser.add_argument(
             "--score-users", type=int, default=d.score_users, help="0 skips the scoring"
         )
         parser.add_argument(
@@ -258,6 +273,7 @@ class BenchConfig:
             worker_memory=args.worker_memory,
             memory_fraction=args.memory_fraction,
             page_size=args.page_size,
+            executor_java_options=args.executor_java_options,
             score_users=args.score_users,
             score_driver_memory=args.score_driver_memory,
             profiles=args.profiles,
@@ -292,7 +308,7 @@ def spark_conf(config: BenchConfig, mode: str, n_events: int, run_dir: Path) -> 
                 "spark.executor.memory": config.executor_memory,
                 "spark.executor.cores": "1",
                 "spark.cores.max": str(config.cores),
-                "spark.executor.extraJavaOptions": JVM_OPTIONS,
+                "spark.executor.extraJavaOptions": config.executor_java_options,
             }
         )
     return conf
@@ -338,6 +354,20 @@ def _role(process: psutil.Process) -> str:
     return "driver_python"
 
 
+def _unexeced_fork(process: psutil.Process, found: dict[int, psutil.Process]) -> bool:
+    """Whether ``process`` is a JVM's fork that has not yet run its command: a child of a
+    listed JVM with that JVM's name and command line (a JVM never runs a copy of itself)."""
+    try:
+        parent = found.get(process.ppid())
+        return (
+            parent is not None
+            and process.name() == parent.name() == "java"
+            and process.cmdline() == parent.cmdline()
+        )
+    except psutil.Error:
+        return False
+
+
 def _born(process: psutil.Process) -> float:
     try:
         return float(process.create_time())
@@ -363,6 +393,7 @@ class TreeSampler(threading.Thread):
         self.peak_bytes = 0
         self.peak_by_role: dict[str, int] = {}
         self.peak_processes = 0
+        self.peak_listing: list[tuple[int, int, str, int]] = []  # the processes at the peak
         self.min_free_bytes = shutil.disk_usage(disk_path).free
         self.start_free_bytes = self.min_free_bytes
         self._cpu_by_pid: dict[int, float] = {}
@@ -380,16 +411,25 @@ class TreeSampler(threading.Thread):
         # A process counts from its second sample on. A JVM forks to run a command (Hadoop's
         # local file system runs chmod, a worker starts an executor), and until the child execs
         # it is a copy whose resident pages are all the JVM's: one sample counted a 5 GiB JVM
-        # twice. Such a copy lives for milliseconds; a real process misses one interval.
+        # twice. Such a copy lives for milliseconds; a real process misses one interval. On a
+        # loaded machine a copy can outlive the interval (one sample of the 100 M cluster build
+        # counted an executor twice, 2 GiB for 0.2 s), so a JVM's child that is still that JVM
+        # is never counted.
         born_before = time.time() - self.interval_s
-        return {pid: process for pid, process in found.items() if _born(process) < born_before}
+        return {
+            pid: process
+            for pid, process in found.items()
+            if _born(process) < born_before and not _unexeced_fork(process, found)
+        }
 
     def sample(self) -> None:
         total, by_role = 0, dict.fromkeys(("driver_jvm",), 0)
+        listed: list[tuple[int, int, str, int]] = []  # (pid, parent pid, role, RSS)
         processes = self._processes()
         for pid, process in processes.items():
             with contextlib.suppress(psutil.Error):  # ended between listing and sampling
                 rss = process.memory_info().rss
+                parent = process.ppid()
                 times = process.cpu_times()
                 self._cpu_by_pid[pid] = times.user + times.system
                 # Keyed by name too: a launcher script that execs the JVM keeps its pid.
@@ -398,10 +438,12 @@ class TreeSampler(threading.Thread):
                     self._roles[key] = _role(process)
                 total += rss
                 by_role[self._roles[key]] = by_role.get(self._roles[key], 0) + rss
+                listed.append((pid, parent, self._roles[key], rss))
         self.timeline.append((time.time(), sum(self._cpu_by_pid.values()), total))
         if total > self.peak_bytes:
             self.peak_bytes, self.peak_by_role = total, by_role
             self.peak_processes = len(processes)
+            self.peak_listing = sorted(listed, key=lambda row: -row[3])
         with contextlib.suppress(OSError):
             self.min_free_bytes = min(self.min_free_bytes, shutil.disk_usage(self.disk_path).free)
 
@@ -515,6 +557,9 @@ def run_measured(
             role: round(b / MIB) for role, b in sorted(sampler.peak_by_role.items()) if b
         },
         "processes_at_peak": sampler.peak_processes,
+        "peak_processes_mib": [  # pid, parent pid, role, RSS: what the peak was made of
+            [pid, parent, role, round(rss / MIB)] for pid, parent, role, rss in sampler.peak_listing
+        ],
         "disk_used_peak_gib": round((sampler.start_free_bytes - sampler.min_free_bytes) / GIB, 2),
         "load_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }

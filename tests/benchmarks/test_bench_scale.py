@@ -51,7 +51,12 @@ def test_each_mode_gets_its_own_memory_settings(bench: ModuleType, tmp_path: Pat
     assert cluster["spark.driver.memory"] == config.cluster_driver_memory
     assert cluster["spark.executor.memory"] == "1g"
     assert cluster["spark.cores.max"] == "2" and cluster["spark.executor.cores"] == "1"
-    assert cluster["spark.executor.extraJavaOptions"] == bench.JVM_OPTIONS
+    assert cluster["spark.executor.extraJavaOptions"] == bench.EXECUTOR_JVM_OPTIONS
+    assert "-XX:+UseParallelGC" in bench.EXECUTOR_JVM_OPTIONS
+    chosen = bench.BenchConfig.from_args(["--executor-java-options=-XX:+UseG1GC"])
+    assert bench.spark_conf(chosen, "cluster", 10, tmp_path)["spark.executor.extraJavaOptions"] == (
+        "-XX:+UseG1GC"
+    )
     for conf, mode in ((local, "local"), (cluster, "cluster")):
         assert conf["spark.sql.shuffle.partitions"] == "80"
         assert conf["spark.memory.fraction"] == "0.6"
@@ -108,6 +113,38 @@ def test_event_log_spill_sums_every_task_end(bench: ModuleType, tmp_path: Path) 
     }
 
 
+class _Listed:
+    """What the sampler reads of a process: its parent, name and command line."""
+
+    def __init__(self, parent: int, name: str, command: list[str]) -> None:
+        self.parent, self._name, self.command = parent, name, command
+
+    def ppid(self) -> int:
+        return self.parent
+
+    def name(self) -> str:
+        return self._name
+
+    def cmdline(self) -> list[str]:
+        return self.command
+
+
+def test_a_jvm_fork_that_has_not_run_its_command_is_not_counted(bench: ModuleType) -> None:
+    """A JVM's child that is still the JVM (same name, same command line) is the fork before
+    its exec, whose resident pages are the JVM's own; any other child counts."""
+    executor = ["java", "-Xmx1536M", "org.apache.spark.executor.CoarseGrainedExecutorBackend"]
+    found = {
+        1: _Listed(0, "java", executor),
+        2: _Listed(1, "java", executor),  # the fork
+        3: _Listed(1, "chmod", ["chmod", "700", "/tmp/x"]),  # what it became
+        4: _Listed(1, "python3", ["python3", "-m", "pyspark.daemon"]),
+        5: _Listed(4, "python3", ["python3", "-m", "pyspark.daemon"]),  # a Python worker
+        6: _Listed(0, "java", executor),  # another executor, not a child
+    }
+    counted = [pid for pid, process in found.items() if not bench._unexeced_fork(process, found)]
+    assert counted == [1, 3, 4, 5, 6]
+
+
 def test_sampler_sums_several_process_trees(bench: ModuleType, tmp_path: Path) -> None:
     """Two roots, one with a child: once all three hold their memory, a sample counts all of
     it, with their CPU time."""
@@ -139,7 +176,8 @@ def test_sampler_sums_several_process_trees(bench: ModuleType, tmp_path: Path) -
         (tmp_path / "stop").write_text("")
         for process in (first, second):
             process.wait(timeout=60)
-    assert sampler.peak_processes == 3
+    assert sampler.peak_processes == 3 == len(sampler.peak_listing)
+    assert {pid for pid, _, _, _ in sampler.peak_listing} >= {first.pid, second.pid}
     assert young.timeline[-1][2] == 0 and young.peak_processes == 0
     assert sampler.peak_bytes >= 350 * bench.MIB
     assert sum(sampler.peak_by_role.values()) == sampler.peak_bytes
