@@ -39,11 +39,10 @@ every executor has registered; ``events/s`` = rows in / job s. ``CPU s``: user +
 every process involved, over the job's span. ``peak memory``: the largest sum of the RSS of
 every process involved, sampled every ``--sample-s`` seconds: the subprocess and all its
 descendants (the driver JVM, the Python workers), and in cluster mode also the master and the
-worker JVMs with their descendants (the executors and their Python workers), less a JVM's
-fork that has not yet run its command (a copy of the JVM's pages). Pages shared by
+worker JVMs with their descendants (the executors and their Python workers). Pages shared by
 forked Python workers count once per process, so it errs high. A process counts from its second
-sample on: a JVM's fork that has not yet run its command (the JVM runs ``chmod`` that way) would
-count the JVM twice, and lives for milliseconds. The peak's split by role
+sample on, and a JVM's child with the JVM's own command line not at all: a JVM's fork that has
+not yet run its command (the JVM runs ``chmod`` that way) would count the JVM twice. The peak's split by role
 (driver, executors, master, workers, Python workers) and a timeline (``memory.csv``) are kept.
 ``spill``: Spark's memory and disk bytes spilled, summed over every stage, read from the
 application's REST API (``/api/v1/applications/<id>/stages``) before the session stops; the
@@ -411,10 +410,10 @@ class TreeSampler(threading.Thread):
         # A process counts from its second sample on. A JVM forks to run a command (Hadoop's
         # local file system runs chmod, a worker starts an executor), and until the child execs
         # it is a copy whose resident pages are all the JVM's: one sample counted a 5 GiB JVM
-        # twice. Such a copy lives for milliseconds; a real process misses one interval. On a
-        # loaded machine a copy can outlive the interval (one sample of the 100 M cluster build
-        # counted an executor twice, 2 GiB for 0.2 s), so a JVM's child that is still that JVM
-        # is never counted.
+        # twice. Such a copy usually lives for milliseconds; a real process misses one interval.
+        # One sample of a 100 M cluster build still had 2 GiB more of "executors" than the
+        # samples beside it, most likely such a copy that outlived the interval on a loaded
+        # machine, so a JVM's child that is still that JVM is never counted.
         born_before = time.time() - self.interval_s
         return {
             pid: process
