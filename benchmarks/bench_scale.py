@@ -390,8 +390,6 @@ class TreeSampler(threading.Thread):
         self.disk_path = disk_path
         self.timeline: list[tuple[float, float, int]] = []  # (epoch s, tree CPU s, tree RSS)
         self.peak_bytes = 0
-        self.peak_by_role: dict[str, int] = {}
-        self.peak_processes = 0
         self.peak_listing: list[tuple[int, int, str, int]] = []  # the processes at the peak
         self.min_free_bytes = shutil.disk_usage(disk_path).free
         self.start_free_bytes = self.min_free_bytes
@@ -422,7 +420,7 @@ class TreeSampler(threading.Thread):
         }
 
     def sample(self) -> None:
-        total, by_role = 0, dict.fromkeys(("driver_jvm",), 0)
+        total = 0
         listed: list[tuple[int, int, str, int]] = []  # (pid, parent pid, role, RSS)
         processes = self._processes()
         for pid, process in processes.items():
@@ -436,15 +434,26 @@ class TreeSampler(threading.Thread):
                 if key not in self._roles:
                     self._roles[key] = _role(process)
                 total += rss
-                by_role[self._roles[key]] = by_role.get(self._roles[key], 0) + rss
                 listed.append((pid, parent, self._roles[key], rss))
         self.timeline.append((time.time(), sum(self._cpu_by_pid.values()), total))
         if total > self.peak_bytes:
-            self.peak_bytes, self.peak_by_role = total, by_role
-            self.peak_processes = len(processes)
+            self.peak_bytes = total
             self.peak_listing = sorted(listed, key=lambda row: -row[3])
         with contextlib.suppress(OSError):
             self.min_free_bytes = min(self.min_free_bytes, shutil.disk_usage(self.disk_path).free)
+
+    @property
+    def peak_processes(self) -> int:
+        """How many processes the peak sample counted."""
+        return len(self.peak_listing)
+
+    @property
+    def peak_by_role(self) -> dict[str, int]:
+        """The peak sample's bytes by role (driver JVM, executors, ...)."""
+        by_role: dict[str, int] = {}
+        for _, _, role, rss in self.peak_listing:
+            by_role[role] = by_role.get(role, 0) + rss
+        return by_role
 
     def run(self) -> None:
         while not self._halt.is_set():
